@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/operator/crd"
+)
+
+type devOptions struct {
+	host    hostOptions
+	nodes   int
+	dataDir string
+	port    int
+}
+
+func newDevCommand() *cobra.Command {
+	var o devOptions
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Start a local control plane with simulated nodes and run the operators on it",
+		Long: `dev starts a real local Kubernetes control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler and kwok, which simulates nodes that
+run every pod scheduled on them), installs Setpoint's CRDs and runs the
+built-in operators in this process. It prints a kubeconfig to use with
+kubectl. Ctrl-C stops everything.
+
+Without --data-dir the cluster lives in a temporary directory and is gone
+when dev stops; with it, the cluster's state, certificates and kubeconfig
+are kept and the next dev with the same --data-dir carries on from them.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runDev(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fs := cmd.Flags()
+	fs.IntVar(&o.nodes, "nodes", 1, "number of simulated (kwok) nodes")
+	fs.StringVar(&o.dataDir, "data-dir", "", "directory that keeps the cluster across restarts (default: a temporary one, removed on exit)")
+	fs.IntVar(&o.port, "port", 0, "kube-apiserver port on 127.0.0.1 (default: the one used last time with --data-dir, else a free one)")
+	o.host.register(fs, "0", "0")
+	return cmd
+}
+
+func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
+	if o.nodes < 0 {
+		return fmt.Errorf("--nodes must be 0 or more, got %d", o.nodes)
+	}
+	opts := controlplane.Full(o.nodes)
+	opts.APIServerPort = o.port
+	opts.Progress = errOut
+	if o.dataDir != "" {
+		dir, err := filepath.Abs(o.dataDir)
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		opts.Dir = dir
+		if opts.APIServerPort == 0 {
+			opts.APIServerPort = previousPort(filepath.Join(dir, "kubeconfig"))
+		}
+	}
+
+	fmt.Fprintln(errOut, "Starting a local control plane...")
+	cp, err := controlplane.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("start control plane: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(errOut, "Stopping the control plane...")
+		if err := cp.Stop(); err != nil {
+			fmt.Fprintln(errOut, "Error:", err)
+		}
+	}()
+	if err := crd.Install(ctx, cp.Config, time.Minute, builtinCRDs()...); err != nil {
+		return fmt.Errorf("install CRDs: %w", err)
+	}
+	printDevBanner(out, cp, o)
+
+	// The operators stop before the control plane does (deferred above), so
+	// they never see their API server vanish under them.
+	opCtx, stopOperators := context.WithCancel(ctx)
+	defer stopOperators()
+	opErr := make(chan error, 1)
+	go func() { opErr <- runOperators(opCtx, cp.Config, o.host, nil) }()
+	var result error
+	select {
+	case err := <-opErr:
+		// The operators end on their own only on error.
+		return err
+	case err := <-cp.Err():
+		result = fmt.Errorf("control plane: %w", err)
+	case <-ctx.Done():
+		fmt.Fprintln(errOut, "Signal received; stopping the operators...")
+	}
+	stopOperators()
+	if err := <-opErr; err != nil && result == nil {
+		result = err
+	}
+	return result
+}
+
+func printDevBanner(out io.Writer, cp *controlplane.ControlPlane, o devOptions) {
+	var names []string
+	for _, b := range builtins {
+		names = append(names, b.name)
+	}
+	ops := "none yet"
+	if len(names) > 0 {
+		ops = strings.Join(names, ", ")
+	}
+	keep := "temporary: removed when dev stops (use --data-dir to keep it)"
+	if o.dataDir != "" {
+		keep = "kept in " + cp.Dir()
+	}
+	fmt.Fprintf(out, `
+Setpoint is running on a local control plane.
+  API server:  %s
+  nodes:       %d simulated (kwok)
+  operators:   %s
+  state:       %s
+  kubeconfig:  %s
+
+In another terminal:
+
+export KUBECONFIG=%s
+
+  kubectl get nodes
+  kubectl get pods -A
+
+Press Ctrl-C to stop.
+`, cp.APIServerURL, o.nodes, ops, keep, cp.KubeconfigPath, cp.KubeconfigPath)
+}
+
+// previousPort returns the API server port of an existing kubeconfig when
+// that port is free again, so a restarted dev keeps the address kubectl
+// already uses; 0 otherwise.
+func previousPort(kubeconfig string) int {
+	cfg, err := clientcmd.LoadFromFile(kubeconfig)
+	if err != nil {
+		return 0
+	}
+	cl, ok := cfg.Clusters[controlplane.ContextName]
+	if !ok {
+		return 0
+	}
+	u, err := url.Parse(cl.Server)
+	if err != nil {
+		return 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return 0
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", u.Port()))
+	if err != nil {
+		return 0
+	}
+	l.Close()
+	return port
+}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// TestDevEndToEnd runs `setpoint dev` as a user would: it waits for the
+// kubeconfig line, uses the cluster with client-go, stops it with Ctrl-C
+// (SIGINT), checks nothing is left running, then starts it again on the
+// same --data-dir and finds the cluster as it was, at the same address.
+func TestDevEndToEnd(t *testing.T) {
+	dataDir := filepath.Join(t.TempDir(), "dev-state")
+
+	dev := startSetpoint(t, "dev", "--nodes", "2", "--data-dir", dataDir)
+	kubeconfig := exportedKubeconfig(t, dev)
+	if kubeconfig != filepath.Join(dataDir, "kubeconfig") {
+		t.Errorf("kubeconfig %s is not in --data-dir %s", kubeconfig, dataDir)
+	}
+	cs := clientFor(t, kubeconfig)
+	eventually(t, func() error { return readyNodes(cs, 2) })
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "survives", Namespace: "default"}, Data: map[string]string{"k": "v"}}
+	if _, err := cs.CoreV1().ConfigMaps("default").Create(t.Context(), cm, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create configmap: %v", err)
+	}
+	server := serverOf(t, kubeconfig)
+
+	if procs := processesMentioning(dataDir); len(procs) != 5 {
+		t.Fatalf("want 5 control plane processes, found %d:\n%s", len(procs), strings.Join(procs, "\n"))
+	}
+	dev.stop(t, syscall.SIGINT, 90*time.Second)
+	if procs := processesMentioning(dataDir); len(procs) != 0 {
+		t.Fatalf("processes left after setpoint dev exited:\n%s", strings.Join(procs, "\n"))
+	}
+
+	again := startSetpoint(t, "dev", "--nodes", "2", "--data-dir", dataDir)
+	if got := exportedKubeconfig(t, again); got != kubeconfig {
+		t.Errorf("kubeconfig moved: %s, then %s", kubeconfig, got)
+	}
+	if got := serverOf(t, kubeconfig); got != server {
+		t.Errorf("API server address changed across restart: %s, then %s", server, got)
+	}
+	cs = clientFor(t, kubeconfig)
+	eventually(t, func() error { return readyNodes(cs, 2) })
+	got, err := cs.CoreV1().ConfigMaps("default").Get(t.Context(), "survives", metav1.GetOptions{})
+	if err != nil || got.Data["k"] != "v" {
+		t.Fatalf("configmap after restart: %v %v", got, err)
+	}
+	again.stop(t, syscall.SIGTERM, 90*time.Second)
+	if procs := processesMentioning(dataDir); len(procs) != 0 {
+		t.Fatalf("processes left after SIGTERM:\n%s", strings.Join(procs, "\n"))
+	}
+}
+
+func exportedKubeconfig(t *testing.T, c *command) string {
+	t.Helper()
+	line := c.waitLine(t, "export KUBECONFIG=", 3*time.Minute)
+	return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "export KUBECONFIG="))
+}
+
+func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatalf("kubeconfig: %v", err)
+	}
+	return kubernetes.NewForConfigOrDie(cfg)
+}
+
+func serverOf(t *testing.T, kubeconfig string) string {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatalf("kubeconfig: %v", err)
+	}
+	return cfg.Host
+}
+
+func readyNodes(cs kubernetes.Interface, want int) error {
+	nodes, err := cs.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	ready := 0
+	for _, n := range nodes.Items {
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				ready++
+			}
+		}
+	}
+	if ready != want {
+		return fmt.Errorf("%d of %d nodes Ready", ready, len(nodes.Items))
+	}
+	return nil
+}

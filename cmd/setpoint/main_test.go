@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+var setpointBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "setpoint-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	setpointBin = filepath.Join(dir, "setpoint")
+	// Built with the same race setting as the test binary, so the packages
+	// compiled for the test are reused.
+	args := []string{"build", "-o", setpointBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, ".")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build setpoint:", err)
+		os.Exit(1)
+	}
+	code := testkit.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// command is a running setpoint subprocess whose output is collected.
+type command struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex // guards out
+	out    bytes.Buffer
+	lines  chan string
+	exited chan error
+}
+
+func startSetpoint(t *testing.T, args ...string) *command {
+	t.Helper()
+	cmd := exec.Command(setpointBin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	c := &command{cmd: cmd, lines: make(chan string, 1000), exited: make(chan error, 1)}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start setpoint: %v", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			c.mu.Lock()
+			c.out.WriteString(sc.Text() + "\n")
+			c.mu.Unlock()
+			select {
+			case c.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() {
+		err := cmd.Wait()
+		pw.Close()
+		c.exited <- err
+	}()
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+		if t.Failed() {
+			t.Logf("setpoint output:\n%s", c.output())
+		}
+	})
+	return c
+}
+
+func (c *command) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+// waitLine returns the first output line that contains substr.
+func (c *command) waitLine(t *testing.T, substr string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case l := <-c.lines:
+			if strings.Contains(l, substr) {
+				return l
+			}
+		case err := <-c.exited:
+			t.Fatalf("setpoint exited (%v) before printing %q", err, substr)
+		case <-deadline:
+			t.Fatalf("setpoint did not print %q within %s", substr, timeout)
+		}
+	}
+}
+
+// stop sends sig and waits for a clean exit.
+func (c *command) stop(t *testing.T, sig os.Signal, timeout time.Duration) {
+	t.Helper()
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal: %v", err)
+	}
+	select {
+	case err := <-c.exited:
+		if err != nil {
+			t.Fatalf("setpoint exited with %v after %v", err, sig)
+		}
+	case <-time.After(timeout):
+		t.Fatalf("setpoint still running %s after %v", timeout, sig)
+	}
+}
+
+// processesMentioning lists the pids whose command line contains s: every
+// control plane component has its state directory in its arguments.
+func processesMentioning(s string) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(b, []byte(s)) {
+			pids = append(pids, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return pids
+}
+
+func eventually(t *testing.T, cond func() error) {
+	t.Helper()
+	testkit.Eventually(t, 60*time.Second, cond)
+}

@@ -1,0 +1,205 @@
+package testkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/controlplane"
+)
+
+// Environment is the shared control plane of a test binary and clients for
+// its admin identity.
+type Environment struct {
+	ControlPlane *controlplane.ControlPlane
+	Config       *rest.Config
+	Scheme       *runtime.Scheme
+	Client       client.Client
+	Clientset    kubernetes.Interface
+
+	mu      sync.Mutex
+	failure error // first unexpected exit of a control plane component
+}
+
+// Option configures Run.
+type Option func(*settings)
+
+type settings struct {
+	cp     controlplane.Options
+	scheme *runtime.Scheme
+}
+
+// WithControlPlane chooses which components run (default: etcd and
+// kube-apiserver only). Use controlplane.Full(n) for controllers, scheduler
+// and n simulated nodes.
+func WithControlPlane(o controlplane.Options) Option {
+	return func(s *settings) { s.cp = o }
+}
+
+// WithScheme sets the scheme of Environment.Client (default: client-go's
+// built-in types).
+func WithScheme(scheme *runtime.Scheme) Option {
+	return func(s *settings) { s.scheme = scheme }
+}
+
+var current *Environment
+
+// Run starts the control plane, runs the package's tests and stops it. Use
+// it from TestMain: os.Exit(testkit.Run(m)).
+func Run(m *testing.M, opts ...Option) int {
+	s := settings{scheme: clientgoscheme.Scheme}
+	for _, o := range opts {
+		o(&s)
+	}
+	// Test data is thrown away, so etcd need not fsync.
+	s.cp.UnsafeNoFsync = true
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cp, err := controlplane.Start(ctx, s.cp)
+	if err != nil {
+		if errors.Is(err, controlplane.ErrMissingBinary) {
+			fmt.Fprintf(os.Stderr, "testkit: the control plane binaries are missing; run `make tools` first.\n%v\n", err)
+		} else {
+			fmt.Fprintf(os.Stderr, "testkit: start control plane: %v\n", err)
+		}
+		return 1
+	}
+	env, err := newEnvironment(cp, s.scheme)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testkit: %v\n", err)
+		_ = cp.Stop()
+		return 1
+	}
+	current = env
+	go env.watch()
+
+	code := m.Run()
+
+	current = nil
+	if err := cp.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "testkit: stop control plane: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	return code
+}
+
+func newEnvironment(cp *controlplane.ControlPlane, scheme *runtime.Scheme) (*Environment, error) {
+	c, err := client.New(cp.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		return nil, fmt.Errorf("clientset: %w", err)
+	}
+	return &Environment{ControlPlane: cp, Config: rest.CopyConfig(cp.Config), Scheme: scheme, Client: c, Clientset: cs}, nil
+}
+
+// watch records the first component that dies, and says so at once: the
+// tests that then time out would otherwise hide the cause.
+func (e *Environment) watch() {
+	err, ok := <-e.ControlPlane.Err()
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	e.failure = err
+	e.mu.Unlock()
+	fmt.Fprintf(os.Stderr, "testkit: control plane component failed: %v\n", err)
+}
+
+// Failure is the first unexpected exit of a control plane component, if any.
+func (e *Environment) Failure() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.failure
+}
+
+// Env returns the environment started by Run, failing the test when there
+// is none or when the control plane has failed.
+func Env(t testing.TB) *Environment {
+	t.Helper()
+	if current == nil {
+		t.Fatal("testkit: no control plane; call os.Exit(testkit.Run(m)) from TestMain")
+	}
+	if err := current.Failure(); err != nil {
+		t.Fatalf("testkit: control plane failed earlier: %v", err)
+	}
+	return current
+}
+
+var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// Namespace creates a namespace for this test, named after it, and deletes
+// it when the test ends.
+func (e *Environment) Namespace(t testing.TB) string {
+	t.Helper()
+	base := strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
+	if len(base) > 50 {
+		base = strings.TrimRight(base[:50], "-")
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	name := base + "-" + hex.EncodeToString(suffix)
+	ctx := context.Background()
+	_, err := e.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		// Not awaited: namespace deletion finishes in the background (or,
+		// without a controller-manager, never), and the name is unique.
+		_ = e.Clientset.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	return name
+}
+
+// Eventually polls cond every 100ms until it returns nil, and fails the
+// test if it has not by the timeout, with the last error cond returned.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	if err := Poll(context.Background(), timeout, cond); err != nil {
+		if current != nil && current.Failure() != nil {
+			t.Fatalf("%v (control plane failed: %v)", err, current.Failure())
+		}
+		t.Fatal(err)
+	}
+}
+
+// Poll is Eventually for code without a testing.TB: it returns the last
+// error of cond when the timeout or the context ends first.
+func Poll(ctx context.Context, timeout time.Duration, cond func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var last error
+	for {
+		if last = cond(); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("condition not met within %s: %w", timeout, last)
+		case <-tick.C:
+		}
+	}
+}
