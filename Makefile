@@ -32,6 +32,10 @@ test: tools ## Build the tools if needed, vet, and run every test (race detector
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: tools ## Run the benchmarks (Go testing.B) and print their figures.
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
+
 .PHONY: build
 build: ## Build bin/setpoint.
 	$(GO) build -o $(BIN)/setpoint ./cmd/setpoint

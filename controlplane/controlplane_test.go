@@ -178,3 +178,33 @@ func TestFullControlPlaneRunsADeploymentOnKwokNodes(t *testing.T) {
 	}
 	assertStopped(t, cp, cp.Pids())
 }
+
+// BenchmarkStart measures a warm start of etcd and kube-apiserver to
+// /readyz, and the stop that follows (target: start under 10 s).
+func BenchmarkStart(b *testing.B) {
+	benchmarkStart(b, controlplane.Options{UnsafeNoFsync: true})
+}
+
+// BenchmarkStartFull adds controller-manager, scheduler and one kwok node
+// that must be Ready.
+func BenchmarkStartFull(b *testing.B) {
+	o := controlplane.Full(1)
+	o.UnsafeNoFsync = true
+	benchmarkStart(b, o)
+}
+
+func benchmarkStart(b *testing.B, o controlplane.Options) {
+	var ready time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		cp, err := controlplane.Start(context.Background(), o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ready += time.Since(t0)
+		if err := cp.Stop(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(ready.Seconds()/float64(b.N), "s-to-ready/op")
+}

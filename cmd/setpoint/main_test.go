@@ -128,14 +128,15 @@ func (c *command) stop(t *testing.T, sig os.Signal, timeout time.Duration) {
 	}
 }
 
-// processesMentioning lists the pids whose command line contains s: every
-// control plane component has its state directory in its arguments.
+// processesMentioning lists the processes other than setpoint itself whose
+// command line contains s: every control plane component has its state
+// directory in its arguments.
 func processesMentioning(s string) []string {
 	var pids []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(b, []byte(s)) {
+		if err == nil && bytes.Contains(b, []byte(s)) && !bytes.HasPrefix(b, []byte(setpointBin+"\x00")) {
 			pids = append(pids, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}
