@@ -1,0 +1,438 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// dispatcher is the reconciler of one kind: it decides the cause of a
+// pass, runs the due handlers and records their progress on the object.
+type dispatcher[T client.Object] struct{ k *Kind[T] }
+
+var _ reconcile.Reconciler = (*dispatcher[client.Object])(nil)
+
+func (d *dispatcher[T]) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	k := d.k
+	u := k.newUnstructured()
+	if err := k.op.mgr.GetCache().Get(ctx, req.NamespacedName, u); err != nil {
+		if apierrors.IsNotFound(err) {
+			k.tasks.stop(req.NamespacedName)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("get %s %s: %w", k.gvk.Kind, req.NamespacedName, err)
+	}
+	if !k.matches(u) {
+		k.tasks.stop(req.NamespacedName)
+		return reconcile.Result{}, nil
+	}
+	if k.fresh.behind(u.GetUID(), u.GetResourceVersion()) {
+		// The cache has not caught up with our own last write: acting on
+		// it would re-run handlers that already succeeded. The watch event
+		// of that write brings the object back; the requeue is a safety net.
+		return reconcile.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	log := k.logger().WithValues("namespace", u.GetNamespace(), "name", u.GetName())
+	obj, err := k.decode(u)
+	if err != nil {
+		// Not retried: only a change to the object can fix it, and that
+		// change brings it back here.
+		k.events.post(u, corev1.EventTypeWarning, ReasonDecodeFailed,
+			fmt.Sprintf("Setpoint cannot read this %s and skips it until it changes: %v", k.gvk.Kind, err))
+		log.Error(err, "cannot decode object; skipped")
+		return reconcile.Result{}, nil
+	}
+	if !k.predicatesMatch(obj) {
+		k.tasks.stop(req.NamespacedName)
+		return reconcile.Result{}, nil
+	}
+	if u.GetDeletionTimestamp() != nil {
+		// Timers and daemons never hold up a deletion.
+		k.tasks.stop(req.NamespacedName)
+		return d.deleting(ctx, u, obj, log)
+	}
+	fin := k.op.keys.finalizer()
+	has := slices.Contains(u.GetFinalizers(), fin)
+	switch need := k.needsFinalizer(); {
+	case need && !has:
+		if u, err = d.finalizer(ctx, u, true); err != nil {
+			return reconcile.Result{}, err
+		}
+		if obj, err = k.decode(u); err != nil {
+			return reconcile.Result{}, fmt.Errorf("decode %s: %w", req.NamespacedName, err)
+		}
+	case !need && has:
+		// A delete handler was removed from the operator: let go.
+		if u, err = d.finalizer(ctx, u, false); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	k.tasks.ensure(u)
+	return d.changes(ctx, u, obj, log)
+}
+
+// flow is one pass's set of due handlers with what they receive.
+type flow[T client.Object] struct {
+	reason  Reason
+	due     []*changeHandler[T]
+	base    map[string]any // essence last handled (nil on create)
+	ess     map[string]any // essence now
+	diff    Diff
+	flowID  string
+	resumed bool // resume handlers are part of this flow
+}
+
+func (d *dispatcher[T]) changes(ctx context.Context, u *unstructured.Unstructured, obj T, log logr.Logger) (reconcile.Result, error) {
+	k := d.k
+	hasCreate, hasUpdate, hasResume := k.has(Create), k.has(Update), k.has(Resume)
+	if !hasCreate && !hasUpdate && !hasResume {
+		return reconcile.Result{}, nil
+	}
+	ann := u.GetAnnotations()
+	ess := k.op.keys.essence(u)
+	f := flow[T]{ess: ess, flowID: digest(ess)[:16]}
+	baseStr, hasBase := ann[k.op.keys.base()]
+	_, seen := k.resumed.Load(u.GetUID())
+
+	if (hasCreate || hasUpdate) && !hasBase {
+		f.reason = Create
+		f.diff = ComputeDiff(nil, ess)
+		for _, h := range k.handlers {
+			if h.reason == Create || (h.field != nil && lookup(ess, h.field) != nil) {
+				f.due = append(f.due, h)
+			}
+		}
+	} else {
+		if !seen && hasResume {
+			f.reason, f.resumed = Resume, true
+			for _, h := range k.handlers {
+				if h.reason == Resume {
+					f.due = append(f.due, h)
+				}
+			}
+		}
+		if hasUpdate && hasBase {
+			var ok bool
+			if f.base, ok = decodeJSON([]byte(baseStr)).(map[string]any); !ok {
+				log.Error(nil, "diff base unreadable; treating the object as changed")
+				f.base = map[string]any{}
+			}
+			o, n := comparableEssences(f.base, ess)
+			if f.diff = ComputeDiff(o, n); len(f.diff) > 0 {
+				if f.reason == "" {
+					f.reason = Update
+				}
+				for _, h := range k.handlers {
+					if h.reason == Update && (h.field == nil || len(f.diff.Under(h.field)) > 0) {
+						f.due = append(f.due, h)
+					}
+				}
+			}
+		}
+		if len(f.due) == 0 && len(f.diff) == 0 {
+			k.resumed.Store(u.GetUID(), struct{}{})
+			// A flow that finished under another version may have left
+			// progress behind only if it crashed mid-write; clean it up.
+			if _, ok := ann[k.op.keys.progress()]; ok {
+				p := &metaPatch{del: []string{k.op.keys.progress()}}
+				return reconcile.Result{}, d.apply(ctx, u, p)
+			}
+			return reconcile.Result{}, nil
+		}
+	}
+	return d.run(ctx, u, obj, f, log)
+}
+
+// run executes the due handlers of a flow in order and records the
+// outcome. Finished handlers are written down before the next one starts,
+// so a crash never makes a handler that succeeded run again; a flow that
+// succeeds at the first attempt costs a single write.
+func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, obj T, f flow[T], log logr.Logger) (reconcile.Result, error) {
+	k := d.k
+	keys := k.op.keys
+	prog := d.loadProgress(u, log)
+	if prog == nil || prog.Flow != f.flowID || prog.Cause != string(f.reason) {
+		prog = &progress{Cause: string(f.reason), Flow: f.flowID, Handlers: map[string]*handlerState{}}
+	}
+	next, err := d.runDue(ctx, u, obj, f, prog, log)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	p := &metaPatch{}
+	if next.IsZero() && allFinished(f.due, prog) {
+		if k.has(Create) || k.has(Update) {
+			base := "{}" // a kind without update handlers needs only "handled"
+			if k.has(Update) {
+				if base, err = encodeBase(f.ess); err != nil {
+					return reconcile.Result{}, err
+				}
+			}
+			p.setAnnotation(keys.base(), base)
+		}
+		p.del = []string{keys.progress()}
+		if err := d.apply(ctx, u, p); err != nil {
+			return reconcile.Result{}, err
+		}
+		k.resumed.Store(u.GetUID(), struct{}{})
+		return reconcile.Result{}, nil
+	}
+	p.setAnnotation(keys.progress(), prog.encode())
+	if err := d.apply(ctx, u, p); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: max(time.Until(next), time.Millisecond)}, nil
+}
+
+// runDue runs every due handler that is neither finished nor delayed, and
+// returns the earliest time a delayed one is due (zero if none).
+func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured, obj T, f flow[T], prog *progress, log logr.Logger) (time.Time, error) {
+	var next time.Time
+	dirty := false
+	for _, h := range f.due {
+		st := prog.state(h.cfg.id)
+		if st.finished() {
+			continue
+		}
+		now := time.Now()
+		if st.Delayed != nil && st.Delayed.After(now) {
+			if next.IsZero() || st.Delayed.Before(next) {
+				next = *st.Delayed
+			}
+			continue
+		}
+		if dirty {
+			p := &metaPatch{}
+			p.setAnnotation(d.k.op.keys.progress(), prog.encode())
+			if err := d.apply(ctx, u, p); err != nil {
+				return next, err
+			}
+			dirty = false
+		}
+		d.call(ctx, u, obj, h, f, st, log)
+		dirty = true
+		if st.Delayed != nil && !st.finished() && (next.IsZero() || st.Delayed.Before(next)) {
+			next = *st.Delayed
+		}
+	}
+	return next, nil
+}
+
+func allFinished[T client.Object](due []*changeHandler[T], prog *progress) bool {
+	for _, h := range due {
+		if st, ok := prog.Handlers[h.cfg.id]; !ok || !st.finished() {
+			return false
+		}
+	}
+	return true
+}
+
+// call runs one handler once and updates its state.
+func (d *dispatcher[T]) call(ctx context.Context, u *unstructured.Unstructured, obj T, h *changeHandler[T], f flow[T], st *handlerState, log logr.Logger) {
+	k := d.k
+	id := h.cfg.id
+	now := time.Now()
+	if st.Started == nil {
+		st.Started = &now
+	}
+	hlog := k.events.logger(log.WithValues("handler", id), u)
+	c := &Cause[T]{Reason: h.reason, Object: obj, Retry: st.Retries, Started: *st.Started, Log: hlog}
+	switch {
+	case h.field != nil:
+		c.Old, c.New, c.Diff = lookup(f.base, h.field), lookup(f.ess, h.field), f.diff.Under(h.field)
+		if f.reason == Create {
+			c.Reason = Create
+		}
+	case h.reason == Update || h.reason == Create:
+		c.Old, c.New, c.Diff = mapOrNil(f.base), f.ess, f.diff
+	default:
+		c.New = f.ess
+	}
+
+	var err error
+	hctx := ctx
+	if h.cfg.timeout > 0 {
+		deadline := st.Started.Add(h.cfg.timeout)
+		if !now.Before(deadline) {
+			err = Permanent(fmt.Errorf("timed out after %s", h.cfg.timeout))
+		}
+		var cancel context.CancelFunc
+		hctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	if err == nil {
+		start := time.Now()
+		err = invoke(logr.NewContext(hctx, hlog), h.fn, c)
+		handlerDuration.WithLabelValues(k.op.opts.Name, k.gvk.Kind, id).Observe(time.Since(start).Seconds())
+		if err != nil && h.cfg.timeout > 0 && hctx.Err() != nil && ctx.Err() == nil {
+			err = Permanent(fmt.Errorf("timed out after %s: %w", h.cfg.timeout, err))
+		}
+	}
+	labels := []string{k.op.opts.Name, k.gvk.Kind, id}
+	var tmp *TemporaryError
+	switch {
+	case err == nil:
+		st.Success, st.Delayed, st.Message = true, nil, ""
+		handlerCalls.WithLabelValues(append(labels, "success")...).Inc()
+		k.events.post(u, corev1.EventTypeNormal, ReasonSucceeded, fmt.Sprintf("Handler %s succeeded.", id))
+		return
+	case ctx.Err() != nil:
+		// The operator is stopping: not the handler's failure. It runs
+		// again on the next start, as it is not recorded as finished.
+		st.Delayed = &now
+		return
+	}
+	handlerErrors.WithLabelValues(labels...).Inc()
+	st.Retries++
+	st.Message = err.Error()
+	switch {
+	case IsPermanent(err):
+		st.Failure, st.Delayed = true, nil
+	case h.cfg.retries > 0 && st.Retries >= h.cfg.retries:
+		st.Failure, st.Delayed = true, nil
+		st.Message = fmt.Sprintf("gave up after %d attempts: %v", st.Retries, err)
+	}
+	if st.Failure {
+		handlerCalls.WithLabelValues(append(labels, "failure")...).Inc()
+		hlog.V(1).Info("handler failed permanently", "error", st.Message)
+		k.events.post(u, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf("Handler %s failed permanently: %s", id, st.Message))
+		return
+	}
+	delay := h.cfg.backoff.Delay(st.Retries)
+	if errors.As(err, &tmp) {
+		delay = tmp.After
+	}
+	at := now.Add(delay)
+	st.Delayed = &at
+	handlerCalls.WithLabelValues(append(labels, "retry")...).Inc()
+	handlerRetries.WithLabelValues(labels...).Inc()
+	k.events.post(u, corev1.EventTypeWarning, ReasonRetrying, fmt.Sprintf("Handler %s failed (attempt %d), retrying in %s: %v", id, st.Retries, delay.Round(time.Millisecond), err))
+}
+
+func mapOrNil(m map[string]any) any {
+	if m == nil {
+		return nil
+	}
+	return m
+}
+
+// invoke calls a handler, turning a panic into an error.
+func invoke[T client.Object](ctx context.Context, fn HandlerFunc[T], c *Cause[T]) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = panicError{r}
+		}
+	}()
+	return fn(ctx, c)
+}
+
+func (d *dispatcher[T]) loadProgress(u *unstructured.Unstructured, log logr.Logger) *progress {
+	s, ok := u.GetAnnotations()[d.k.op.keys.progress()]
+	if !ok {
+		return nil
+	}
+	p, err := decodeProgress(s)
+	if err != nil {
+		log.Error(err, "progress annotation unreadable; starting the flow afresh")
+		return nil
+	}
+	return p
+}
+
+// deleting runs the delete handlers of an object being deleted, then lets
+// it go by removing the finalizer. Handlers that failed permanently count
+// as finished: the Warning Event says so, and the object is not held
+// forever.
+func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructured, obj T, log logr.Logger) (reconcile.Result, error) {
+	k := d.k
+	if !slices.Contains(u.GetFinalizers(), k.op.keys.finalizer()) {
+		k.optionalDeletes(ctx, u)
+		return reconcile.Result{}, nil
+	}
+	f := flow[T]{reason: Delete, ess: k.op.keys.essence(u), flowID: "delete"}
+	for _, h := range k.handlers {
+		if h.reason == Delete {
+			f.due = append(f.due, h)
+		}
+	}
+	prog := d.loadProgress(u, log)
+	if prog == nil || prog.Cause != string(Delete) {
+		prog = &progress{Cause: string(Delete), Flow: f.flowID, Handlers: map[string]*handlerState{}}
+	}
+	next, err := d.runDue(ctx, u, obj, f, prog, log)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if next.IsZero() && allFinished(f.due, prog) {
+		_, err := d.finalizer(ctx, u, false)
+		return reconcile.Result{}, err
+	}
+	p := &metaPatch{}
+	p.setAnnotation(k.op.keys.progress(), prog.encode())
+	if err := d.apply(ctx, u, p); err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{RequeueAfter: max(time.Until(next), time.Millisecond)}, nil
+}
+
+// apply writes a patch of bookkeeping, if it changes anything, and
+// refreshes u from the answer.
+func (d *dispatcher[T]) apply(ctx context.Context, u *unstructured.Unstructured, p *metaPatch) error {
+	if data := p.annotations(u); data != nil {
+		if err := d.patch(ctx, u, types.MergePatchType, data); err != nil {
+			return err
+		}
+	}
+	if p.addFin || p.removeFin {
+		if data := p.finalizers(u); data != nil {
+			return d.patch(ctx, u, types.JSONPatchType, data)
+		}
+	}
+	return nil
+}
+
+func (d *dispatcher[T]) patch(ctx context.Context, u *unstructured.Unstructured, pt types.PatchType, data []byte) error {
+	err := d.k.op.mgr.GetClient().Patch(ctx, u, client.RawPatch(pt, data), client.FieldOwner(d.k.op.opts.Name))
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("patch %s %s/%s: %w", d.k.gvk.Kind, u.GetNamespace(), u.GetName(), err)
+	}
+	d.k.fresh.wrote(u.GetUID(), u.GetResourceVersion())
+	return nil
+}
+
+// finalizer adds or removes our finalizer. The finalizer list is shared,
+// so the patch is guarded by resourceVersion; on a conflict the object is
+// read afresh from the API server and the change tried again.
+func (d *dispatcher[T]) finalizer(ctx context.Context, u *unstructured.Unstructured, add bool) (*unstructured.Unstructured, error) {
+	p := &metaPatch{finalizer: d.k.op.keys.finalizer(), addFin: add, removeFin: !add}
+	var err error
+	for range 5 {
+		if err = d.apply(ctx, u, p); err == nil {
+			return u, nil
+		}
+		if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
+			return u, err
+		}
+		fresh := d.k.newUnstructured()
+		if gerr := d.k.op.mgr.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(u), fresh); gerr != nil {
+			if apierrors.IsNotFound(gerr) {
+				return u, nil
+			}
+			return u, fmt.Errorf("re-read %s/%s: %w", u.GetNamespace(), u.GetName(), gerr)
+		}
+		u = fresh
+	}
+	return u, fmt.Errorf("update finalizer of %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+}

@@ -1,0 +1,47 @@
+// Package operator is Setpoint's library for writing Kubernetes operators
+// with Kopf's ease on controller-runtime's foundation.
+//
+// An author registers typed handlers for a kind and Setpoint does the
+// watching, cause detection, bookkeeping, retries and reporting:
+//
+//	op, _ := operator.New(cfg, operator.Options{Scheme: scheme})
+//	things := operator.Watch[*v1alpha1.Thing](op)
+//	things.OnCreate(createThing)
+//	things.OnField("spec.size", resize, operator.Retries(5))
+//	things.OnDelete(cleanUp)
+//	things.Every(30*time.Second, poll, operator.Idle(time.Minute))
+//	_ = op.Run(ctx)
+//
+// How it works, and what it promises:
+//
+//   - Causes. A pass decides between create, update, delete and resume by
+//     comparing the object with the diff base stored on it (annotation
+//     <prefix>/last-handled-configuration: spec and other user fields plus
+//     labels and annotations). A change made while the operator was down is
+//     still an update after a restart; status-only changes, resyncs and
+//     the operator's own bookkeeping cause nothing, and a pass with nothing
+//     to do makes no write.
+//   - Progress. Each handler's state (started, retries, delayed until,
+//     success or failure, message) is kept in <prefix>/progress while a
+//     flow runs, and written after each finished handler, so a flow cut by
+//     a crash resumes where it stopped and never re-runs a handler that
+//     succeeded. A flow that succeeds at once costs one write. If the
+//     object changes mid-flow, the flow starts again for the new version.
+//   - Errors. A plain error is retried with capped exponential backoff;
+//     Temporary(err, d) retries after d; Permanent(err) stops. Retries(n)
+//     and Timeout(d) bound a handler. A panic is an error. One object's
+//     retries are scheduled with RequeueAfter and never delay another's.
+//   - Deletion. A finalizer is added only when a non-optional delete
+//     handler exists, and removed once the delete handlers have finished.
+//     Timers and daemons never hold a finalizer.
+//   - Reporting. Handler outcomes and the handler's log lines (Info up to
+//     Options.EventLevel, and errors) become Events on the object,
+//     rate-limited per object. Prometheus metrics per handler are served
+//     with controller-runtime's.
+//   - Robustness. Objects are read as unstructured and decoded one by one:
+//     an object that does not decode gets a Warning Event and is skipped;
+//     the operator does not crash and other objects are not affected.
+//
+// The annotation prefix (Options.Prefix) is per operator, so two operators
+// may handle the same kind without clobbering each other's books.
+package operator

@@ -1,0 +1,224 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/go-logr/logr"
+	"log/slog"
+	"net/http"
+	"os"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+// The controller-manager runs so that namespaces really get deleted and
+// Deployments get status updates from a real controller.
+func TestMain(m *testing.M) {
+	// Errors only: handlers in these tests fail on purpose.
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Options{ControllerManager: true})))
+}
+
+const wait = 30 * time.Second
+
+// calls records handler invocations for assertions.
+type calls struct {
+	mu  sync.Mutex
+	got map[string][]string
+}
+
+func newCalls() *calls { return &calls{got: map[string][]string{}} }
+
+func (c *calls) add(handler, detail string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.got[handler] = append(c.got[handler], detail)
+}
+
+func (c *calls) of(handler string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.got[handler])
+}
+
+func (c *calls) count(handler string) int { return len(c.of(handler)) }
+
+// waitCount waits until handler has been called exactly n times.
+func (c *calls) waitCount(t *testing.T, handler string, n int) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		if got := c.count(handler); got != n {
+			return fmt.Errorf("%s called %d times, want %d: %v", handler, got, n, c.of(handler))
+		}
+		return nil
+	})
+}
+
+// writeCounter counts the requests that change something on the API
+// server, as seen by the operator's own client.
+type writeCounter struct {
+	n     atomic.Int64
+	mu    sync.Mutex
+	paths []string
+}
+
+func (w *writeCounter) wrap(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			switch r.Method {
+			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+				w.n.Add(1)
+				w.mu.Lock()
+				w.paths = append(w.paths, r.Method+" "+r.URL.Path)
+				w.mu.Unlock()
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	return cfg
+}
+
+func (w *writeCounter) writes() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.paths)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// running is an operator started by a test.
+type running struct {
+	op     *operator.Operator
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs an operator watching only ns, with its handlers registered by
+// register; it is stopped when the test ends, if not before.
+func start(t *testing.T, cfg *rest.Config, opts operator.Options, register func(op *operator.Operator)) *running {
+	t.Helper()
+	if cfg == nil {
+		cfg = testkit.Env(t).Config
+	}
+	op, err := operator.New(cfg, opts)
+	if err != nil {
+		t.Fatalf("new operator: %v", err)
+	}
+	register(op)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{op: op, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- op.Run(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+// stop cancels the operator and waits for Run to return.
+func (r *running) stop() {
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+		panic("operator did not stop within a minute")
+	}
+	r.done <- nil // later stops return at once
+}
+
+func opts(ns string) operator.Options {
+	return operator.Options{Namespaces: []string{ns}, Name: "test-" + ns}
+}
+
+func deployment(ns, name string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}},
+			},
+		},
+	}
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := testkit.Env(t).Client.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %s: %v", obj.GetName(), err)
+	}
+}
+
+// mutate reads obj fresh, applies change and updates it, retrying on
+// conflicts (the operator writes its bookkeeping concurrently).
+func mutate[T client.Object](t *testing.T, obj T, change func(T)) {
+	t.Helper()
+	c := testkit.Env(t).Client
+	testkit.Eventually(t, wait, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		change(obj)
+		return c.Update(context.Background(), obj)
+	})
+}
+
+func get[T client.Object](t *testing.T, obj T) T {
+	t.Helper()
+	if err := testkit.Env(t).Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatalf("get %s: %v", obj.GetName(), err)
+	}
+	return obj
+}
+
+// eventsFor lists "Type Reason: message" of the Events about an object.
+func eventsFor(t *testing.T, obj client.Object) []string {
+	t.Helper()
+	list, err := testkit.Env(t).Clientset.CoreV1().Events(obj.GetNamespace()).List(context.Background(),
+		metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(obj.GetUID())})
+	if err != nil {
+		t.Fatalf("list events: %v", err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Type+" "+e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+func waitEvent(t *testing.T, obj client.Object, substr string) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		evs := eventsFor(t, obj)
+		for _, e := range evs {
+			if strings.Contains(e, substr) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no event with %q among %v", substr, evs)
+	})
+}
+
+var errBoom = errors.New("boom")
+
+func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }

@@ -1,0 +1,258 @@
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+)
+
+// Options configure an Operator. The zero value watches all namespaces,
+// serves no metrics or probes and does not elect a leader.
+type Options struct {
+	// Name identifies the operator: the field manager of its writes, the
+	// source of its Events, the name of its leader-election Lease.
+	// Default "setpoint".
+	Name string
+	// Prefix of the annotations and finalizer Setpoint keeps on handled
+	// objects (default "setpoint.dev"). Two operators that handle the same
+	// kind need different prefixes.
+	Prefix string
+	// Scheme knows the Go types of the watched kinds (default: client-go's
+	// built-in types; add your own with AddToScheme).
+	Scheme *runtime.Scheme
+	// Namespaces to watch; empty means all.
+	Namespaces []string
+	// Workers is how many objects of one kind are handled at once (default
+	// 8). One object's slow or failing handler never holds up others
+	// beyond taking one worker.
+	Workers int
+
+	// MetricsAddr serves Prometheus metrics ("" or "0": off).
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz ("" or "0": off).
+	ProbeAddr string
+	// LeaderElection makes only the holder of a Lease handle objects.
+	LeaderElection *LeaderElection
+
+	// EventLevel is the highest logr verbosity of handler log lines that
+	// are also posted as Events (default 0: Info; errors always are).
+	// Set to -1 to post none but errors.
+	EventLevel int
+	// SyncPeriod re-delivers every object this often (default: client-go's
+	// 10 hours). A pass where nothing changed makes no write.
+	SyncPeriod time.Duration
+	// GracefulShutdown bounds how long handlers may run after stop.
+	GracefulShutdown time.Duration
+	// Logger is the base logger (default: controller-runtime's).
+	Logger *logr.Logger
+}
+
+// LeaderElection settings. Zero durations use client-go's defaults
+// (15s lease, 10s renew deadline, 2s retry).
+type LeaderElection struct {
+	// Namespace of the Lease; default: the pod's namespace.
+	Namespace     string
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+}
+
+// Operator hosts handlers for one or more kinds on one controller-runtime
+// manager. Register kinds with Watch, indexes with NewIndex, hooks with
+// OnStartup and OnCleanup, then call Run.
+type Operator struct {
+	opts Options
+	mgr  manager.Manager
+	keys keys
+	log  logr.Logger
+
+	mu      sync.Mutex
+	kinds   []setupper
+	startup []func(context.Context) error
+	cleanup []func(context.Context) error
+	ids     map[string]bool // controller names, to refuse duplicates
+	runCtx  context.Context // set by Run: lives as long as the operator
+	running bool
+	synced  []func(context.Context) bool
+}
+
+// setupper is a registered kind or index: it wires itself into the
+// manager when the operator starts.
+type setupper interface {
+	setup(ctx context.Context, op *Operator) error
+}
+
+// New makes an operator for the cluster of cfg.
+func New(cfg *rest.Config, opts Options) (*Operator, error) {
+	if opts.Name == "" {
+		opts.Name = "setpoint"
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "setpoint.dev"
+	}
+	if opts.Scheme == nil {
+		opts.Scheme = clientgoscheme.Scheme
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 8
+	}
+	if opts.GracefulShutdown == 0 {
+		opts.GracefulShutdown = 30 * time.Second
+	}
+	log := ctrl.Log.WithName(opts.Name)
+	if opts.Logger != nil {
+		log = *opts.Logger
+	}
+	cacheOpts := cache.Options{}
+	if opts.SyncPeriod > 0 {
+		cacheOpts.SyncPeriod = &opts.SyncPeriod
+	}
+	if len(opts.Namespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range opts.Namespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	metricsAddr, probeAddr := opts.MetricsAddr, opts.ProbeAddr
+	if metricsAddr == "" {
+		metricsAddr = "0"
+	}
+	if probeAddr == "0" {
+		probeAddr = ""
+	}
+	mo := ctrl.Options{
+		Scheme:                  opts.Scheme,
+		Cache:                   cacheOpts,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		GracefulShutdownTimeout: &opts.GracefulShutdown,
+		Logger:                  log,
+	}
+	if le := opts.LeaderElection; le != nil {
+		mo.LeaderElection = true
+		mo.LeaderElectionID = opts.Name
+		mo.LeaderElectionNamespace = le.Namespace
+		mo.LeaderElectionReleaseOnCancel = true
+		if le.LeaseDuration > 0 {
+			mo.LeaseDuration = &le.LeaseDuration
+		}
+		if le.RenewDeadline > 0 {
+			mo.RenewDeadline = &le.RenewDeadline
+		}
+		if le.RetryPeriod > 0 {
+			mo.RetryPeriod = &le.RetryPeriod
+		}
+	}
+	mgr, err := ctrl.NewManager(cfg, mo)
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	return &Operator{opts: opts, mgr: mgr, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}}, nil
+}
+
+// Manager is the underlying controller-runtime manager, for what Setpoint
+// does not wrap (extra runnables, webhooks).
+func (op *Operator) Manager() manager.Manager { return op.mgr }
+
+// Client reads from the operator's cache and writes to the API server.
+func (op *Operator) Client() client.Client { return op.mgr.GetClient() }
+
+// Scheme is the operator's scheme.
+func (op *Operator) Scheme() *runtime.Scheme { return op.opts.Scheme }
+
+// Finalizer is the finalizer this operator puts on objects that have
+// delete handlers.
+func (op *Operator) Finalizer() string { return op.keys.finalizer() }
+
+// OnStartup registers a hook run before any handler, in every replica
+// (leader or not). An error stops Run.
+func (op *Operator) OnStartup(fn func(context.Context) error) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.startup = append(op.startup, fn)
+}
+
+// OnCleanup registers a hook run after the handlers have stopped, with a
+// context bounded by Options.GracefulShutdown.
+func (op *Operator) OnCleanup(fn func(context.Context) error) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.cleanup = append(op.cleanup, fn)
+}
+
+func (op *Operator) register(s setupper) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.running {
+		panic("setpoint: register kinds and indexes before Operator.Run")
+	}
+	op.kinds = append(op.kinds, s)
+}
+
+// Run starts the operator and blocks until ctx ends or it fails.
+func (op *Operator) Run(ctx context.Context) error {
+	op.mu.Lock()
+	if op.running {
+		op.mu.Unlock()
+		return errors.New("operator already running")
+	}
+	op.running = true
+	op.runCtx = ctx
+	kinds, startup, cleanup := op.kinds, op.startup, op.cleanup
+	op.mu.Unlock()
+
+	for _, k := range kinds {
+		if err := k.setup(ctx, op); err != nil {
+			return err
+		}
+	}
+	if err := op.mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return fmt.Errorf("healthz: %w", err)
+	}
+	if err := op.mgr.AddReadyzCheck("watches", op.watchesReady); err != nil {
+		return fmt.Errorf("readyz: %w", err)
+	}
+	for _, fn := range startup {
+		if err := fn(ctx); err != nil {
+			return fmt.Errorf("startup hook: %w", err)
+		}
+	}
+	err := op.mgr.Start(ctx)
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), op.opts.GracefulShutdown)
+	defer cancel()
+	var errs []error
+	if err != nil {
+		errs = append(errs, fmt.Errorf("run: %w", err))
+	}
+	for _, fn := range cleanup {
+		if err := fn(cctx); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup hook: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// watchesReady fails until every watched kind's informer has synced, so a
+// replica does not report ready on an empty cache.
+func (op *Operator) watchesReady(req *http.Request) error {
+	ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+	defer cancel()
+	if !op.mgr.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("informers have not synced")
+	}
+	return nil
+}

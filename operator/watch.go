@@ -1,0 +1,359 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+)
+
+// WatchOption narrows which objects of a kind are handled.
+type WatchOption func(*watchConfig)
+
+type watchConfig struct {
+	filters []func(*unstructured.Unstructured) bool
+	preds   []any // func(T) bool, applied after decoding
+}
+
+// Labels handles only objects that carry all these labels with these
+// values.
+func Labels(want map[string]string) WatchOption {
+	return func(c *watchConfig) {
+		c.filters = append(c.filters, func(u *unstructured.Unstructured) bool {
+			l := u.GetLabels()
+			for k, v := range want {
+				if got, ok := l[k]; !ok || got != v {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+// AnnotationMatch says what Annotation requires of an annotation.
+type AnnotationMatch struct {
+	present bool
+	value   *string
+}
+
+// Present requires the annotation to exist (any value); Absent requires it
+// not to; Value requires this exact value.
+var (
+	Present = AnnotationMatch{present: true}
+	Absent  = AnnotationMatch{present: false}
+)
+
+// Value requires an annotation to have exactly v.
+func Value(v string) AnnotationMatch { return AnnotationMatch{present: true, value: &v} }
+
+// Annotation handles only objects whose annotation key matches m.
+func Annotation(key string, m AnnotationMatch) WatchOption {
+	return func(c *watchConfig) {
+		c.filters = append(c.filters, func(u *unstructured.Unstructured) bool {
+			v, ok := u.GetAnnotations()[key]
+			if ok != m.present {
+				return false
+			}
+			return m.value == nil || v == *m.value
+		})
+	}
+}
+
+// When handles only objects for which pred is true. pred must be a
+// func(T) bool for the watched T.
+func When[T client.Object](pred func(T) bool) WatchOption {
+	return func(c *watchConfig) { c.preds = append(c.preds, pred) }
+}
+
+// Kind holds the handlers of one watched kind. Make it with Watch.
+type Kind[T client.Object] struct {
+	op       *Operator
+	gvk      schema.GroupVersionKind
+	name     string
+	cfg      watchConfig
+	newT     func() T
+	recorder recorder.EventRecorder
+	events   *eventPoster
+
+	mu       sync.Mutex
+	handlers []*changeHandler[T]
+	ids      map[string]bool
+	raw      []func(context.Context, Event[T])
+	timers   []*timerSpec[T]
+	daemons  []*daemonSpec[T]
+
+	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
+	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran
+	tasks        *tasks[T]
+	fresh        freshness
+}
+
+type changeHandler[T client.Object] struct {
+	reason Reason
+	field  []string // for field handlers
+	fn     HandlerFunc[T]
+	cfg    handlerConfig
+}
+
+// Watch registers a kind for handling; T is a pointer to its Go type,
+// known to the operator's scheme. Objects are read as unstructured and
+// decoded one by one, so one object that does not decode gets a Warning
+// Event and is skipped without affecting the others.
+func Watch[T client.Object](op *Operator, opts ...WatchOption) *Kind[T] {
+	var zero T
+	typ := reflect.TypeOf(zero)
+	if typ == nil || typ.Kind() != reflect.Pointer {
+		panic("setpoint: Watch needs a pointer type, such as *v1alpha1.Thing")
+	}
+	newT := func() T { return reflect.New(typ.Elem()).Interface().(T) }
+	gvk, err := apiutil.GVKForObject(newT(), op.opts.Scheme)
+	if err != nil {
+		panic(fmt.Sprintf("setpoint: %v is not in the operator's scheme: %v", typ, err))
+	}
+	k := &Kind[T]{op: op, gvk: gvk, name: strings.ToLower(gvk.Kind), newT: newT, ids: map[string]bool{}}
+	for _, o := range opts {
+		o(&k.cfg)
+	}
+	for _, p := range k.cfg.preds {
+		if _, ok := p.(func(T) bool); !ok {
+			panic(fmt.Sprintf("setpoint: When predicate %T does not take %v", p, typ))
+		}
+	}
+	k.tasks = newTasks(k)
+	op.register(k)
+	return k
+}
+
+func (k *Kind[T]) add(reason Reason, field []string, fn HandlerFunc[T], opts []HandlerOption) {
+	cfg := newConfig(fn, opts)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.ids[cfg.id] {
+		panic(fmt.Sprintf("setpoint: two handlers of %s have the id %q; set one with operator.ID", k.gvk.Kind, cfg.id))
+	}
+	k.ids[cfg.id] = true
+	k.handlers = append(k.handlers, &changeHandler[T]{reason: reason, field: field, fn: fn, cfg: cfg})
+}
+
+// OnCreate runs fn once for each new object (one never handled before).
+func (k *Kind[T]) OnCreate(fn HandlerFunc[T], opts ...HandlerOption) {
+	k.add(Create, nil, fn, opts)
+}
+
+// OnUpdate runs fn when the object's essence (everything but status and
+// system metadata) changed since it was last handled, also when the
+// change happened while the operator was down.
+func (k *Kind[T]) OnUpdate(fn HandlerFunc[T], opts ...HandlerOption) {
+	k.add(Update, nil, fn, opts)
+}
+
+// OnDelete runs fn when the object is being deleted. Unless Optional, a
+// finalizer keeps the object until every delete handler has succeeded.
+func (k *Kind[T]) OnDelete(fn HandlerFunc[T], opts ...HandlerOption) {
+	k.add(Delete, nil, fn, opts)
+}
+
+// OnResume runs fn once per operator process for each object that was
+// already handled before, e.g. to restart in-memory work.
+func (k *Kind[T]) OnResume(fn HandlerFunc[T], opts ...HandlerOption) {
+	k.add(Resume, nil, fn, opts)
+}
+
+// OnField runs fn when the value at a dotted path ("spec.replicas")
+// changes, including on creation (Old is then nil).
+func (k *Kind[T]) OnField(path string, fn HandlerFunc[T], opts ...HandlerOption) {
+	k.add(Update, ParsePath(path), fn, opts)
+}
+
+// OnEvent runs fn for every watch event of the kind, before any other
+// handling. Its errors are only logged: it is for observing.
+func (k *Kind[T]) OnEvent(fn func(context.Context, Event[T])) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.raw = append(k.raw, fn)
+}
+
+func (k *Kind[T]) has(reason Reason) bool {
+	for _, h := range k.handlers {
+		if h.reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+// needsFinalizer: only a non-optional delete handler justifies blocking
+// deletion.
+func (k *Kind[T]) needsFinalizer() bool {
+	for _, h := range k.handlers {
+		if h.reason == Delete && !h.cfg.optional {
+			return true
+		}
+	}
+	return false
+}
+
+func (k *Kind[T]) matches(u *unstructured.Unstructured) bool {
+	for _, f := range k.cfg.filters {
+		if !f(u) {
+			return false
+		}
+	}
+	return true
+}
+
+func (k *Kind[T]) predicatesMatch(obj T) bool {
+	for _, p := range k.cfg.preds {
+		if !p.(func(T) bool)(obj) {
+			return false
+		}
+	}
+	return true
+}
+
+func (k *Kind[T]) decode(u *unstructured.Unstructured) (T, error) {
+	obj := k.newT()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+		return obj, err
+	}
+	obj.GetObjectKind().SetGroupVersionKind(k.gvk)
+	return obj, nil
+}
+
+func (k *Kind[T]) newUnstructured() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(k.gvk)
+	return u
+}
+
+func (k *Kind[T]) logger() logr.Logger {
+	return k.op.log.WithValues("kind", k.gvk.Kind)
+}
+
+func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
+	name := op.opts.Name + "-" + k.name
+	if k.gvk.Group != "" {
+		name += "." + k.gvk.Group
+	}
+	k.recorder = op.mgr.GetEventRecorder(op.opts.Name)
+	k.events = newEventPoster(k.recorder, op.opts.EventLevel)
+	c, err := controller.New(name, op.mgr, controller.Options{
+		Reconciler:              &dispatcher[T]{k: k},
+		MaxConcurrentReconciles: op.opts.Workers,
+		// Several operators (tests, leader and standby) may share a process.
+		SkipNameValidation: new(true),
+		Logger:             k.logger(),
+		// Retries are scheduled from the progress on the object; the
+		// queue's own backoff only covers API errors of bookkeeping.
+		RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](100*time.Millisecond, time.Minute),
+	})
+	if err != nil {
+		return fmt.Errorf("controller for %s: %w", k.gvk.Kind, err)
+	}
+	src := source.Kind[client.Object](op.mgr.GetCache(), k.newUnstructured(), &watchHandler[T]{k: k})
+	if err := c.Watch(src); err != nil {
+		return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
+	}
+	return k.tasks.setup(op)
+}
+
+// watchHandler turns watch events into work: raw event handlers see
+// every event; the object's key goes on the queue when it passes the
+// filters (or stops passing them, so its timers stop).
+type watchHandler[T client.Object] struct{ k *Kind[T] }
+
+var _ handler.EventHandler = (*watchHandler[client.Object])(nil)
+
+func (h *watchHandler[T]) enqueue(q workqueue.TypedRateLimitingInterface[reconcile.Request], o client.Object) {
+	q.Add(reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
+}
+
+func (h *watchHandler[T]) Create(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.raw(ctx, Added, e.Object)
+	h.k.tasks.touched(e.Object)
+	if h.k.matches(e.Object.(*unstructured.Unstructured)) {
+		h.enqueue(q, e.Object)
+	}
+}
+
+func (h *watchHandler[T]) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.raw(ctx, Modified, e.ObjectNew)
+	if changedEssence(e.ObjectOld, e.ObjectNew) {
+		h.k.tasks.touched(e.ObjectNew)
+	}
+	if h.k.matches(e.ObjectNew.(*unstructured.Unstructured)) || h.k.matches(e.ObjectOld.(*unstructured.Unstructured)) {
+		h.enqueue(q, e.ObjectNew)
+	}
+}
+
+func (h *watchHandler[T]) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.raw(ctx, Deleted, e.Object)
+	u, ok := e.Object.(*unstructured.Unstructured)
+	if ok && h.k.matches(u) {
+		h.k.deleted(ctx, u)
+	}
+	h.enqueue(q, e.Object)
+}
+
+func (h *watchHandler[T]) Generic(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+	h.enqueue(q, e.Object)
+}
+
+func (h *watchHandler[T]) raw(ctx context.Context, typ EventType, o client.Object) {
+	h.k.mu.Lock()
+	fns := h.k.raw
+	h.k.mu.Unlock()
+	if len(fns) == 0 {
+		return
+	}
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok || !h.k.matches(u) {
+		return
+	}
+	obj, err := h.k.decode(u)
+	if err != nil || !h.k.predicatesMatch(obj) {
+		return
+	}
+	log := h.k.logger().WithValues("namespace", o.GetNamespace(), "name", o.GetName(), "event", typ)
+	for _, fn := range fns {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Error(panicError{r}, "event handler panicked")
+				}
+			}()
+			fn(ctx, Event[T]{Type: typ, Object: obj, Log: log})
+		}()
+	}
+}
+
+// changedEssence is a cheap test for "the user changed something" used by
+// idle timers: spec changes bump generation (where the kind has one), and
+// labels and annotations are compared directly.
+func changedEssence(old, new client.Object) bool {
+	if old.GetGeneration() != new.GetGeneration() {
+		return true
+	}
+	if new.GetGeneration() == 0 && old.GetResourceVersion() != new.GetResourceVersion() {
+		return true // kinds without generation (ConfigMap): any write is a change
+	}
+	return !reflect.DeepEqual(old.GetLabels(), new.GetLabels()) || !reflect.DeepEqual(old.GetAnnotations(), new.GetAnnotations())
+}
