@@ -210,6 +210,11 @@ func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured
 			}
 			continue
 		}
+		if ctx.Err() != nil {
+			// Stopping: start nothing new. The work is still due for the
+			// next operator, as nothing records it finished.
+			return next, ctx.Err()
+		}
 		if dirty {
 			p := &metaPatch{}
 			p.setAnnotation(d.k.op.keys.progress(), prog.encode())

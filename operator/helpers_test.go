@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/go-logr/logr"
+
 	"log/slog"
 	"net/http"
 	"os"
@@ -173,7 +174,11 @@ func create(t *testing.T, obj client.Object) {
 // conflicts (the operator writes its bookkeeping concurrently).
 func mutate[T client.Object](t *testing.T, obj T, change func(T)) {
 	t.Helper()
-	c := testkit.Env(t).Client
+	mutateWith(t, testkit.Env(t).Client, obj, change)
+}
+
+func mutateWith[T client.Object](t *testing.T, c client.Client, obj T, change func(T)) {
+	t.Helper()
 	testkit.Eventually(t, wait, func() error {
 		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 			return err
@@ -222,3 +227,7 @@ func waitEvent(t *testing.T, obj client.Object, substr string) {
 var errBoom = errors.New("boom")
 
 func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromObject(o) }
+
+func clientIn(ns string) client.ListOption { return client.InNamespace(ns) }
+
+func slicesSort(s []string) { slices.Sort(s) }

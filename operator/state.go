@@ -17,14 +17,23 @@ import (
 // #372 is what happens otherwise).
 type keys struct{ prefix string }
 
-func (k keys) base() string      { return k.prefix + "/last-handled-configuration" }
-func (k keys) progress() string  { return k.prefix + "/progress" }
+// Names of the bookkeeping annotations, after the prefix.
+const (
+	baseName     = "last-handled-configuration"
+	progressName = "handler-progress"
+)
+
+func (k keys) base() string      { return k.prefix + "/" + baseName }
+func (k keys) progress() string  { return k.prefix + "/" + progressName }
 func (k keys) finalizer() string { return k.prefix + "/finalizer" }
 
-// ours reports whether an annotation is Setpoint's own bookkeeping, which
-// must not count as a change of the object.
-func (k keys) ours(annotation string) bool {
-	return strings.HasPrefix(annotation, k.prefix+"/")
+// bookkeeping reports whether an annotation is the bookkeeping of this or
+// any other Setpoint operator (or Kopf's diff base), which must not count
+// as a change of the object: otherwise two operators on one kind would
+// wake each other up forever.
+func bookkeeping(annotation string) bool {
+	_, name, ok := strings.Cut(annotation, "/")
+	return ok && (name == baseName || name == progressName)
 }
 
 // ignoredAnnotations change without the object's meaning changing, or are
@@ -56,7 +65,7 @@ func (k keys) essence(u *unstructured.Unstructured) map[string]any {
 	}
 	ann := map[string]any{}
 	for ak, av := range u.GetAnnotations() {
-		if !k.ours(ak) && !ignoredAnnotations[ak] {
+		if !bookkeeping(ak) && !ignoredAnnotations[ak] {
 			ann[ak] = av
 		}
 	}

@@ -1,0 +1,140 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/go-logr/logr"
+	"slices"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+func gone(t *testing.T, obj interface{ GetName() string }, get func() error) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		err := get()
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("%s still exists (%v)", obj.GetName(), err)
+	})
+}
+
+// TestFailingDeleteHandlerHoldsTheObjectAndSaysWhy: the finalizer keeps
+// the object while the delete handler fails; each failure is an Event;
+// once it succeeds the finalizer goes and so does the object.
+func TestFailingDeleteHandlerHoldsTheObjectAndSaysWhy(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	c := newCalls()
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		d := operator.Watch[*appsv1.Deployment](op)
+		d.OnDelete(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+			c.add("delete", "")
+			if cs.Retry < 2 {
+				return errors.New("backend still has data")
+			}
+			return nil
+		}, operator.ID("release"), fast)
+	})
+	dep := deployment(ns, "held", 1)
+	create(t, dep)
+	testkit.Eventually(t, wait, func() error {
+		if !slices.Contains(get(t, dep).Finalizers, "setpoint.dev/finalizer") {
+			return errors.New("no finalizer")
+		}
+		return nil
+	})
+	if err := env.Client.Delete(t.Context(), dep); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, dep, "Handler release failed (attempt 1), retrying in 50ms: backend still has data")
+	c.waitCount(t, "delete", 3)
+	gone(t, dep, func() error { return env.Client.Get(t.Context(), clientKey(dep), &appsv1.Deployment{}) })
+}
+
+// TestOptionalDeleteHandlerAddsNoFinalizer: the object is never held, and
+// the handler still runs when the deletion is seen.
+func TestOptionalDeleteHandlerAddsNoFinalizer(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	c := newCalls()
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		d := operator.Watch[*appsv1.Deployment](op)
+		d.OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+			c.add("create", "")
+			return nil
+		})
+		d.OnDelete(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+			c.add("delete", cs.Object.Name)
+			return nil
+		}, operator.Optional())
+	})
+	dep := deployment(ns, "free", 1)
+	create(t, dep)
+	c.waitCount(t, "create", 1)
+	if f := get(t, dep).Finalizers; len(f) != 0 {
+		t.Fatalf("finalizers %v on an object with only an optional delete handler", f)
+	}
+	if err := env.Client.Delete(t.Context(), dep); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "delete", 1)
+}
+
+// TestNamespaceWithHandledObjectsIsDeleted: finalizers of delete handlers
+// are released and timers and daemons hold none, so deleting a namespace
+// full of handled objects completes (Kopf #1088, #1104, #1305).
+func TestNamespaceWithHandledObjectsIsDeleted(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	stopped := make(chan string, 10)
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		d := operator.Watch[*appsv1.Deployment](op)
+		d.OnDelete(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error { return nil })
+		d.Every(50*time.Millisecond, func(ctx context.Context, obj *appsv1.Deployment, _ logr.Logger) error { return nil })
+		d.Daemon(func(ctx context.Context, obj *appsv1.Deployment, _ logr.Logger) error {
+			<-ctx.Done()
+			stopped <- obj.Name
+			return nil
+		})
+	})
+	for i := range 5 {
+		create(t, deployment(ns, fmt.Sprintf("d%d", i), 1))
+	}
+	testkit.Eventually(t, wait, func() error {
+		var list appsv1.DeploymentList
+		if err := env.Client.List(t.Context(), &list, clientIn(ns)); err != nil {
+			return err
+		}
+		for _, d := range list.Items {
+			if !slices.Contains(d.Finalizers, "setpoint.dev/finalizer") {
+				return fmt.Errorf("%s has no finalizer yet", d.Name)
+			}
+		}
+		return nil
+	})
+	if err := env.Clientset.CoreV1().Namespaces().Delete(t.Context(), ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	gone(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, func() error {
+		_, err := env.Clientset.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{})
+		return err
+	})
+	for range 5 {
+		select {
+		case <-stopped:
+		case <-time.After(wait):
+			t.Fatal("a daemon's context was not cancelled when its object went away")
+		}
+	}
+}

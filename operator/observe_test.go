@@ -1,0 +1,277 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+func widgetClient(t *testing.T) client.Client {
+	t.Helper()
+	c, err := client.New(testkit.Env(t).Config, client.Options{Scheme: widgetScheme(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestNoOpPassesMakeNoWrites counts every write the operator's client
+// makes. After the create flow, status-only updates and forced resyncs
+// reach the operator (its raw event handler sees them) and cause no write.
+func TestNoOpPassesMakeNoWrites(t *testing.T) {
+	installWidgetCRD(t)
+	ns := testkit.Env(t).Namespace(t)
+	wc := widgetClient(t)
+	var counter writeCounter
+	var events atomic.Int64
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	o.SyncPeriod = time.Second
+	start(t, counter.wrap(testkit.Env(t).Config), o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
+		w.OnUpdate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("update", ""); return nil })
+		w.OnEvent(func(ctx context.Context, e operator.Event[*Widget]) { events.Add(1) })
+	})
+	wd := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "quiet", Namespace: ns}, Spec: WidgetSpec{Size: 1}}
+	if err := wc.Create(t.Context(), wd); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 1)
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+			return err
+		}
+		if _, ok := wd.Annotations["setpoint.dev/last-handled-configuration"]; !ok {
+			return errors.New("flow not finished")
+		}
+		return nil
+	})
+	// A flow of one handler costs one bookkeeping patch (plus Events).
+	var patches int
+	for _, w := range counter.writes() {
+		if strings.HasPrefix(w, "PATCH") && strings.Contains(w, "/widgets/") {
+			patches++
+		}
+	}
+	if patches != 1 {
+		t.Errorf("create flow made %d patches, want 1: %v", patches, counter.writes())
+	}
+	before := counter.writes()
+	seen := events.Load()
+	for i := range 3 {
+		testkit.Eventually(t, wait, func() error {
+			if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+				return err
+			}
+			wd.Status.Seen = i + 1
+			return wc.Status().Update(t.Context(), wd)
+		})
+	}
+	// Three status updates and at least three resyncs (every second).
+	testkit.Eventually(t, wait, func() error {
+		if n := events.Load() - seen; n < 6 {
+			return fmt.Errorf("%d events so far", n)
+		}
+		return nil
+	})
+	if after := counter.writes(); len(after) != len(before) {
+		t.Errorf("no-op passes wrote: %v", after[len(before):])
+	}
+	if n := c.count("update"); n != 0 {
+		t.Errorf("status-only changes ran %d update handlers", n)
+	}
+}
+
+// TestUndecodableObjectIsSkipped: an object whose spec does not fit the Go
+// type gets a Warning Event; the others are handled; nothing crashes.
+func TestUndecodableObjectIsSkipped(t *testing.T) {
+	installWidgetCRD(t)
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	start(t, nil, o, func(op *operator.Operator) {
+		operator.Watch[*Widget](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			c.add("create", cs.Object.Name)
+			return nil
+		})
+	})
+	bad := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "test.setpoint.dev/v1", "kind": "Widget",
+		"metadata": map[string]any{"name": "bad", "namespace": ns},
+		"spec":     map[string]any{"size": "enormous"},
+	}}
+	if err := env.Client.Create(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := widgetClient(t).Create(t.Context(), &Widget{ObjectMeta: metav1.ObjectMeta{Name: "good", Namespace: ns}, Spec: WidgetSpec{Size: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 1)
+	if got := c.of("create")[0]; got != "good" {
+		t.Errorf("handled %s", got)
+	}
+	waitEvent(t, bad, "Warning DecodeFailed: Setpoint cannot read this Widget")
+}
+
+// TestLargeObjectNearTheAnnotationLimit: a spec of ~200 KiB would not fit
+// twice in the 256 KiB annotation budget (Kopf #1087). The diff base keeps
+// a digest of the large field; changes are still detected field by field.
+func TestLargeObjectNearTheAnnotationLimit(t *testing.T) {
+	installWidgetCRD(t)
+	ns := testkit.Env(t).Namespace(t)
+	wc := widgetClient(t)
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	start(t, nil, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
+		w.OnField("spec.size", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			c.add("size", fmt.Sprintf("%v->%v", cs.Old, cs.New))
+			return nil
+		})
+		w.OnField("spec.blob", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			c.add("blob", fmt.Sprint(len(cs.Object.Spec.Blob)))
+			return nil
+		})
+	})
+	wd := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: ns}, Spec: WidgetSpec{Size: 1, Blob: strings.Repeat("x", 200<<10)}}
+	if err := wc.Create(t.Context(), wd); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 1)
+	mutateWith(t, wc, wd, func(w *Widget) { w.Spec.Size = 2 })
+	c.waitCount(t, "size", 2)
+	if got := c.of("size")[1]; got != "1->2" {
+		t.Errorf("size handler got %s", got)
+	}
+	mutateWith(t, wc, wd, func(w *Widget) { w.Spec.Blob = strings.Repeat("y", 200<<10) })
+	c.waitCount(t, "blob", 2)
+	base := wd.Annotations["setpoint.dev/last-handled-configuration"]
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+			return err
+		}
+		base = wd.Annotations["setpoint.dev/last-handled-configuration"]
+		if !strings.Contains(base, "$sha256") {
+			return fmt.Errorf("diff base not compacted yet (%d bytes)", len(base))
+		}
+		return nil
+	})
+	if len(base) > 64<<10 {
+		t.Errorf("diff base is %d bytes", len(base))
+	}
+	if n := c.count("size"); n != 2 {
+		t.Errorf("size handler ran %d times, want 2 (the blob change is not a size change)", n)
+	}
+}
+
+// TestHandlerLogLinesBecomeEvents: Info lines (at the configured level)
+// and errors logged by a handler are Events on the object.
+func TestHandlerLogLinesBecomeEvents(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		operator.Watch[*corev1.ConfigMap](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+			cs.Log.Info("provisioned the bucket")
+			cs.Log.V(1).Info("debug detail, not an event")
+			cs.Log.Error(errors.New("quota at 90%"), "running out of space")
+			return nil
+		})
+	})
+	cm := configMap(ns, "logs")
+	create(t, cm)
+	waitEvent(t, get(t, cm), "Normal Logging: provisioned the bucket")
+	waitEvent(t, cm, "Warning Logging: running out of space: quota at 90%")
+	for _, e := range eventsFor(t, cm) {
+		if strings.Contains(e, "debug detail") {
+			t.Errorf("V(1) line posted as an event: %s", e)
+		}
+	}
+}
+
+// TestFiltersSelectObjects: labels, annotations (present, absent, value)
+// and predicates decide which objects are handled at all.
+func TestFiltersSelectObjects(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	c := newCalls()
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		handle := func(name string) operator.HandlerFunc[*corev1.ConfigMap] {
+			return func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+				c.add(name, cs.Object.Name)
+				return nil
+			}
+		}
+		operator.Watch[*corev1.ConfigMap](op, operator.Labels(map[string]string{"team": "a"})).OnCreate(handle("labels"), operator.ID("labels"))
+		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Present)).OnCreate(handle("present"), operator.ID("present"))
+		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Absent), operator.Labels(map[string]string{"team": "a"})).OnCreate(handle("absent"), operator.ID("absent"))
+		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Value("yes"))).OnCreate(handle("value"), operator.ID("value"))
+		operator.Watch[*corev1.ConfigMap](op, operator.When(func(cm *corev1.ConfigMap) bool { return cm.Data["k"] == "special" })).OnCreate(handle("when"), operator.ID("when"))
+	})
+	mk := func(name string, labels, ann map[string]string, v string) {
+		cm := configMap(ns, name)
+		cm.Labels, cm.Annotations, cm.Data["k"] = labels, ann, v
+		create(t, cm)
+	}
+	mk("team-a", map[string]string{"team": "a"}, nil, "v")
+	mk("team-b", map[string]string{"team": "b"}, nil, "v")
+	mk("x-no", nil, map[string]string{"x": "no"}, "v")
+	mk("x-yes", nil, map[string]string{"x": "yes"}, "special")
+	want := map[string]string{"labels": "team-a", "present": "x-no,x-yes", "absent": "team-a", "value": "x-yes", "when": "x-yes"}
+	testkit.Eventually(t, wait, func() error {
+		for h, names := range want {
+			got := c.of(h)
+			slicesSort(got)
+			if strings.Join(got, ",") != names {
+				return fmt.Errorf("%s handled %v, want %s", h, got, names)
+			}
+		}
+		return nil
+	})
+}
+
+// TestPrefixesKeepOperatorsApart: two operators on one kind, with their
+// own prefixes, each run their handlers and keep their own books
+// (zalando-incubator/kopf #372).
+func TestPrefixesKeepOperatorsApart(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	c := newCalls()
+	for _, p := range []string{"one.example.com", "two.example.com"} {
+		o := opts(ns)
+		o.Name, o.Prefix = o.Name+"-"+p, p
+		start(t, nil, o, func(op *operator.Operator) {
+			d := operator.Watch[*appsv1.Deployment](op)
+			d.OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error { c.add(p, "create"); return nil })
+			d.OnUpdate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error { c.add(p, "update"); return nil })
+		})
+	}
+	dep := deployment(ns, "shared", 1)
+	create(t, dep)
+	c.waitCount(t, "one.example.com", 1)
+	c.waitCount(t, "two.example.com", 1)
+	mutate(t, dep, func(d *appsv1.Deployment) { d.Spec.Paused = true })
+	c.waitCount(t, "one.example.com", 2)
+	c.waitCount(t, "two.example.com", 2)
+	a := get(t, dep).Annotations
+	for _, p := range []string{"one.example.com", "two.example.com"} {
+		if _, ok := a[p+"/last-handled-configuration"]; !ok {
+			t.Errorf("no diff base under %s: %v", p, a)
+		}
+	}
+}
