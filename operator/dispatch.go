@@ -308,7 +308,7 @@ func (d *dispatcher[T]) call(ctx context.Context, u *unstructured.Unstructured, 
 	}
 	if st.Failure {
 		handlerCalls.WithLabelValues(append(labels, "failure")...).Inc()
-		hlog.V(1).Info("handler failed permanently", "error", st.Message)
+		log.Error(err, "handler failed permanently", "handler", id, "attempts", st.Retries)
 		k.events.post(u, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf("Handler %s failed permanently: %s", id, st.Message))
 		return
 	}
@@ -318,6 +318,7 @@ func (d *dispatcher[T]) call(ctx context.Context, u *unstructured.Unstructured, 
 	}
 	at := now.Add(delay)
 	st.Delayed = &at
+	log.Error(err, "handler failed; will retry", "handler", id, "attempt", st.Retries, "in", delay)
 	handlerCalls.WithLabelValues(append(labels, "retry")...).Inc()
 	handlerRetries.WithLabelValues(labels...).Inc()
 	k.events.post(u, corev1.EventTypeWarning, ReasonRetrying, fmt.Sprintf("Handler %s failed (attempt %d), retrying in %s: %v", id, st.Retries, delay.Round(time.Millisecond), err))
@@ -377,12 +378,20 @@ func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructur
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if next.IsZero() && allFinished(f.due, prog) {
-		_, err := d.finalizer(ctx, u, false)
-		return reconcile.Result{}, err
-	}
 	p := &metaPatch{}
 	p.setAnnotation(k.op.keys.progress(), prog.encode())
+	if next.IsZero() && allFinished(f.due, prog) {
+		if _, err := d.finalizer(ctx, u, false); err != nil {
+			// Keep the handlers' success, so the retry of this pass
+			// does not run them again.
+			return reconcile.Result{}, errors.Join(err, d.apply(ctx, u, p))
+		}
+		// Removing the last finalizer deletes the object, and the answer
+		// carries the resourceVersion it had before: remember the release
+		// so a stale cached copy is not handled a second time.
+		k.fresh.released(u.GetUID())
+		return reconcile.Result{}, nil
+	}
 	if err := d.apply(ctx, u, p); err != nil {
 		return reconcile.Result{}, err
 	}

@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -35,12 +36,31 @@ func (f *freshness) wrote(uid types.UID, rv string) {
 	if err != nil {
 		return
 	}
+	f.mark(uid, n)
+}
+
+// released records that our write let the object go (its last finalizer):
+// every copy still in the cache is stale. Kept for the whole window, also
+// past the object's delete event, since a pass may already be under way
+// with an old copy.
+func (f *freshness) released(uid types.UID) { f.mark(uid, math.MaxUint64) }
+
+func (f *freshness) mark(uid types.UID, rv uint64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.written == nil {
 		f.written = map[types.UID]writeMark{}
 	}
-	f.written[uid] = writeMark{rv: n, at: time.Now()}
+	now := time.Now()
+	if len(f.written) > 1024 {
+		// Marks of objects that are gone are never checked again.
+		for k, m := range f.written {
+			if now.Sub(m.at) > freshnessWindow {
+				delete(f.written, k)
+			}
+		}
+	}
+	f.written[uid] = writeMark{rv: rv, at: now}
 }
 
 // behind reports whether a copy at rv predates our last write.
@@ -60,10 +80,4 @@ func (f *freshness) behind(uid types.UID, rv string) bool {
 		return false
 	}
 	return true
-}
-
-func (f *freshness) forget(uid types.UID) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.written, uid)
 }

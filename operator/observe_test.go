@@ -257,8 +257,14 @@ func TestPrefixesKeepOperatorsApart(t *testing.T) {
 		o.Name, o.Prefix = o.Name+"-"+p, p
 		start(t, nil, o, func(op *operator.Operator) {
 			d := operator.Watch[*appsv1.Deployment](op)
-			d.OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error { c.add(p, "create"); return nil })
-			d.OnUpdate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error { c.add(p, "update"); return nil })
+			d.OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+				c.add(p, "create")
+				return nil
+			})
+			d.OnUpdate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+				c.add(p, "update")
+				return nil
+			})
 		})
 	}
 	dep := deployment(ns, "shared", 1)

@@ -299,7 +299,6 @@ func (k *Kind[T]) deleted(ctx context.Context, u *unstructured.Unstructured) {
 	k.tasks.stop(key)
 	k.resumed.Delete(u.GetUID())
 	k.events.forget(u.GetUID())
-	k.fresh.forget(u.GetUID())
 	k.optionalDeletes(ctx, u)
 	k.optionalDone.Delete(u.GetUID())
 }

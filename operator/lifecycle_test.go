@@ -1,0 +1,178 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), nil
+}
+
+// TestLifecycleProbesAndMetrics: startup hooks run before handlers,
+// cleanup hooks after they stop; /healthz and /readyz answer; handler
+// metrics count calls by result.
+func TestLifecycleProbesAndMetrics(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	var started, handledBeforeStartup, cleaned atomic.Bool
+	o := opts(ns)
+	o.MetricsAddr, o.ProbeAddr = freeAddr(t), freeAddr(t)
+	c := newCalls()
+	r := start(t, nil, o, func(op *operator.Operator) {
+		op.OnStartup(func(ctx context.Context) error {
+			started.Store(true)
+			return nil
+		})
+		op.OnCleanup(func(ctx context.Context) error {
+			cleaned.Store(true)
+			return nil
+		})
+		operator.Watch[*corev1.ConfigMap](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+			if !started.Load() {
+				handledBeforeStartup.Store(true)
+			}
+			c.add("create", cs.Object.Name)
+			if cs.Object.Name == "fails" && cs.Retry == 0 {
+				return errBoom
+			}
+			return nil
+		}, operator.ID("counted"), fast)
+	})
+	for _, path := range []string{"/healthz", "/readyz"} {
+		testkit.Eventually(t, wait, func() error { _, err := httpGet("http://" + o.ProbeAddr + path); return err })
+	}
+	create(t, configMap(ns, "ok"))
+	create(t, configMap(ns, "fails"))
+	testkit.Eventually(t, wait, func() error {
+		body, err := httpGet("http://" + o.MetricsAddr + "/metrics")
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{
+			`setpoint_handler_calls_total{handler="counted",kind="ConfigMap",operator="` + o.Name + `",result="retry"} 1`,
+			`setpoint_handler_errors_total{handler="counted",kind="ConfigMap",operator="` + o.Name + `"} 1`,
+			`setpoint_handler_retries_total{handler="counted",kind="ConfigMap",operator="` + o.Name + `"} 1`,
+			`setpoint_handler_duration_seconds_count{handler="counted",kind="ConfigMap",operator="` + o.Name + `"}`,
+		} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("metrics lack %s", want)
+			}
+		}
+		// kube-root-ca.crt is handled too: at least ok and fails succeed.
+		if !strings.Contains(body, `setpoint_handler_calls_total{handler="counted",kind="ConfigMap",operator="`+o.Name+`",result="success"}`) {
+			return errors.New("no success counted")
+		}
+		return nil
+	})
+	if handledBeforeStartup.Load() {
+		t.Error("a handler ran before the startup hook")
+	}
+	r.stop()
+	if !cleaned.Load() {
+		t.Error("cleanup hook did not run")
+	}
+}
+
+// TestLeaderElection: two replicas of one operator; only the holder of
+// the Lease handles objects. The leader then loses the API server (its
+// requests fail, as when its node dies): the standby takes the Lease once
+// it expires and handles what comes next.
+func TestLeaderElection(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	c := newCalls()
+	replica := func(name string, cfg *rest.Config) *running {
+		o := opts(ns)
+		o.Name = "elected" // one Lease for both
+		o.LeaderElection = &operator.LeaderElection{Namespace: ns, LeaseDuration: 2 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 200 * time.Millisecond}
+		return start(t, cfg, o, func(op *operator.Operator) {
+			operator.Watch[*appsv1.Deployment](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+				c.add(name, cs.Object.Name)
+				return nil
+			})
+		})
+	}
+	holder := func() string {
+		l, err := env.Clientset.CoordinationV1().Leases(ns).Get(context.Background(), "elected", metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return ""
+		}
+		return *l.Spec.HolderIdentity
+	}
+	var cut atomic.Bool
+	leaderCfg := rest.CopyConfig(env.Config)
+	leaderCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if cut.Load() {
+				return nil, errors.New("network unreachable")
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	replica("a", leaderCfg)
+	testkit.Eventually(t, wait, func() error {
+		if holder() == "" {
+			return errors.New("no leader yet")
+		}
+		return nil
+	})
+	first := holder()
+	replica("b", nil)
+	create(t, deployment(ns, "one", 1))
+	c.waitCount(t, "a", 1)
+	if n := c.count("b"); n != 0 {
+		t.Fatalf("standby handled %d objects", n)
+	}
+
+	cut.Store(true)
+	testkit.Eventually(t, wait, func() error {
+		if h := holder(); h == first || h == "" {
+			return fmt.Errorf("lease still held by %q", h)
+		}
+		return nil
+	})
+	create(t, deployment(ns, "two", 1))
+	c.waitCount(t, "b", 1)
+	if got := c.of("b")[0]; got != "two" {
+		t.Errorf("new leader handled %s, want two (one was done already)", got)
+	}
+	if n := c.count("a"); n != 1 {
+		t.Errorf("old leader handled %d objects", n)
+	}
+}
