@@ -144,9 +144,9 @@ func newConfig(fn any, opts []HandlerOption) handlerConfig {
 	return c
 }
 
-// funcName is a function's short name: "pkg.createThing" -> "createThing",
-// a method value "(*T).m-fm" -> "m"; closures keep their outer name
-// ("register.func1").
+// funcName is a function's name without its package: "createThing", a
+// method value "Thing.create" (also for pointer receivers); a closure
+// gets its compiler name ("register.func1"), so give closures an ID.
 func funcName(fn any) string {
 	name := runtime.FuncForPC(reflect.ValueOf(fn).Pointer()).Name()
 	name = strings.TrimSuffix(name, "-fm")
@@ -156,10 +156,5 @@ func funcName(fn any) string {
 	if i := strings.Index(name, "."); i >= 0 {
 		name = name[i+1:]
 	}
-	if strings.HasPrefix(name, "(") {
-		if i := strings.LastIndex(name, "."); i >= 0 {
-			name = name[i+1:]
-		}
-	}
-	return name
+	return strings.NewReplacer("(*", "", ")", "").Replace(name)
 }

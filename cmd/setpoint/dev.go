@@ -95,7 +95,7 @@ func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
 	opCtx, stopOperators := context.WithCancel(ctx)
 	defer stopOperators()
 	opErr := make(chan error, 1)
-	go func() { opErr <- runOperators(opCtx, cp.Config, o.host, nil) }()
+	go func() { opErr <- runOperators(opCtx, cp.Config, o.host) }()
 	var result error
 	select {
 	case err := <-opErr:

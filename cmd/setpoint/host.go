@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -12,22 +10,20 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 )
 
 // builtin is an operator shipped in the setpoint binary. Each one brings
-// its CRDs and registers its handlers on the shared manager; the operators
-// themselves live under operators/ and use only the library's public API.
+// its CRDs and registers its handlers on the shared Operator; the
+// operators themselves live under operators/ and use only the library's
+// public API.
 type builtin struct {
-	name  string
-	crds  func() []*apiextensionsv1.CustomResourceDefinition
-	setup func(manager.Manager) error
+	name   string
+	scheme func(*runtime.Scheme) error
+	crds   func() []*apiextensionsv1.CustomResourceDefinition
+	setup  func(*operator.Operator) error
 }
 
 // builtins is the list `setpoint dev` and `setpoint run` start. App,
@@ -63,65 +59,43 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string)
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
 }
 
-// runOperators runs the built-in operators until ctx ends. started, when
-// not nil, is called once the manager is about to start.
-func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions, started func()) error {
+// runOperators runs the built-in operators until ctx ends.
+func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("scheme: %w", err)
+	adders := []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme}
+	for _, b := range builtins {
+		if b.scheme != nil {
+			adders = append(adders, b.scheme)
+		}
 	}
-	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
-		return fmt.Errorf("scheme: %w", err)
+	for _, add := range adders {
+		if err := add(scheme); err != nil {
+			return fmt.Errorf("scheme: %w", err)
+		}
 	}
 	if o.installCRDs {
 		if err := crd.Install(ctx, cfg, time.Minute, builtinCRDs()...); err != nil {
 			return fmt.Errorf("install CRDs: %w", err)
 		}
 	}
-	var cacheOpts cache.Options
-	if len(o.namespaces) > 0 {
-		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range o.namespaces {
-			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-		}
+	opts := operator.Options{
+		Scheme:           scheme,
+		Namespaces:       o.namespaces,
+		MetricsAddr:      o.metricsAddr,
+		ProbeAddr:        o.probeAddr,
+		GracefulShutdown: o.shutdownGrace,
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        scheme,
-		Cache:                         cacheOpts,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
-		LeaderElectionID:              "setpoint.setpoint.dev",
-		LeaderElectionNamespace:       o.leaderElectNS,
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       &o.shutdownGrace,
-	})
+	if o.leaderElect {
+		opts.LeaderElection = &operator.LeaderElection{Namespace: o.leaderElectNS}
+	}
+	op, err := operator.New(cfg, opts)
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return fmt.Errorf("healthz: %w", err)
-	}
-	// Ready once the informers have synced: before that a handler would see
-	// an empty cache.
-	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return errors.New("informers not synced")
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("readyz: %w", err)
+		return err
 	}
 	for _, b := range builtins {
-		if err := b.setup(mgr); err != nil {
+		if err := b.setup(op); err != nil {
 			return fmt.Errorf("set up %s operator: %w", b.name, err)
 		}
 	}
-	if started != nil {
-		started()
-	}
-	if err := mgr.Start(ctx); err != nil {
-		return fmt.Errorf("run operators: %w", err)
-	}
-	return nil
+	return op.Run(ctx)
 }

@@ -29,7 +29,7 @@ configuration when run in a pod. It watches all namespaces unless
 			if err != nil {
 				return err
 			}
-			return runOperators(cmd.Context(), cfg, o, nil)
+			return runOperators(cmd.Context(), cfg, o)
 		},
 	}
 	fs := cmd.Flags()

@@ -41,7 +41,7 @@ func TestRunAgainstACluster(t *testing.T) {
 		eventually(t, func() error { return get(url) })
 	}
 	eventually(t, func() error {
-		lease, err := env.Clientset.CoordinationV1().Leases(ns).Get(context.Background(), "setpoint.setpoint.dev", metav1.GetOptions{})
+		lease, err := env.Clientset.CoordinationV1().Leases(ns).Get(context.Background(), "setpoint", metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
