@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+// The example is also an end-to-end fixture: it runs against a real
+// control plane with a garbage collector.
+func TestMain(m *testing.M) {
+	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Options{ControllerManager: true})))
+}
+
+func TestGreeter(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, env.Config, operator.Options{Name: "greeter", Namespaces: []string{ns}}) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	parent := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "world", Namespace: ns, Labels: map[string]string{Label: "true"}},
+		Data:       map[string]string{"name": "World"},
+	}
+	ignored := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns}, Data: map[string]string{"name": "x"}}
+	for _, cm := range []*corev1.ConfigMap{parent, ignored} {
+		if err := env.Client.Create(t.Context(), cm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	greetingIs := func(want string) {
+		t.Helper()
+		testkit.Eventually(t, 30*time.Second, func() error {
+			var child corev1.ConfigMap
+			if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "world-greeting"}, &child); err != nil {
+				return err
+			}
+			if got := child.Data["greeting"]; got != want {
+				return fmt.Errorf("greeting %q, want %q", got, want)
+			}
+			return nil
+		})
+	}
+	greetingIs("Hello, World!")
+
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(parent), parent); err != nil {
+			return err
+		}
+		parent.Data["name"] = "Setpoint"
+		return env.Client.Update(t.Context(), parent)
+	})
+	greetingIs("Hello, Setpoint!")
+
+	err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "plain-greeting"}, &corev1.ConfigMap{})
+	if !apierrors.IsNotFound(err) {
+		t.Errorf("unlabelled ConfigMap was greeted (%v)", err)
+	}
+
+	if err := env.Client.Delete(t.Context(), parent); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 60*time.Second, func() error {
+		err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "world-greeting"}, &corev1.ConfigMap{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return errors.New("child still there")
+	})
+}
