@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
@@ -231,3 +232,7 @@ func clientKey(o client.Object) client.ObjectKey { return client.ObjectKeyFromOb
 func clientIn(ns string) client.ListOption { return client.InNamespace(ns) }
 
 func slicesSort(s []string) { slices.Sort(s) }
+
+func cacheIn(ns string) cache.Options {
+	return cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}}
+}

@@ -45,7 +45,7 @@ func TestNoOpPassesMakeNoWrites(t *testing.T) {
 		w := operator.Watch[*Widget](op)
 		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
 		w.OnUpdate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("update", ""); return nil })
-		w.OnEvent(func(ctx context.Context, e operator.Event[*Widget]) { events.Add(1) })
+		w.OnEvent(func(ctx context.Context, e operator.Event[*Widget]) error { events.Add(1); return nil })
 	})
 	wd := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "quiet", Namespace: ns}, Spec: WidgetSpec{Size: 1}}
 	if err := wc.Create(t.Context(), wd); err != nil {

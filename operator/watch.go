@@ -96,7 +96,7 @@ type Kind[T client.Object] struct {
 	mu       sync.Mutex
 	handlers []*changeHandler[T]
 	ids      map[string]bool
-	raw      []func(context.Context, Event[T])
+	raw      []func(context.Context, Event[T]) error
 	timers   []*timerSpec[T]
 	daemons  []*daemonSpec[T]
 
@@ -185,7 +185,7 @@ func (k *Kind[T]) OnField(path string, fn HandlerFunc[T], opts ...HandlerOption)
 
 // OnEvent runs fn for every watch event of the kind, before any other
 // handling. Its errors are only logged: it is for observing.
-func (k *Kind[T]) OnEvent(fn func(context.Context, Event[T])) {
+func (k *Kind[T]) OnEvent(fn func(context.Context, Event[T]) error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.raw = append(k.raw, fn)
@@ -340,7 +340,9 @@ func (h *watchHandler[T]) raw(ctx context.Context, typ EventType, o client.Objec
 					log.Error(panicError{r}, "event handler panicked")
 				}
 			}()
-			fn(ctx, Event[T]{Type: typ, Object: obj, Log: log})
+			if err := fn(ctx, Event[T]{Type: typ, Object: obj, Log: log}); err != nil {
+				log.Error(err, "event handler failed")
+			}
 		}()
 	}
 }
