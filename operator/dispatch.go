@@ -83,13 +83,12 @@ func (d *dispatcher[T]) Reconcile(ctx context.Context, req reconcile.Request) (r
 
 // flow is one pass's set of due handlers with what they receive.
 type flow[T client.Object] struct {
-	reason  Reason
-	due     []*changeHandler[T]
-	base    map[string]any // essence last handled (nil on create)
-	ess     map[string]any // essence now
-	diff    Diff
-	flowID  string
-	resumed bool // resume handlers are part of this flow
+	reason Reason
+	due    []*changeHandler[T]
+	base   map[string]any // essence last handled (nil on create)
+	ess    map[string]any // essence now
+	diff   Diff
+	flowID string
 }
 
 func (d *dispatcher[T]) changes(ctx context.Context, u *unstructured.Unstructured, obj T, log logr.Logger) (reconcile.Result, error) {
@@ -114,7 +113,7 @@ func (d *dispatcher[T]) changes(ctx context.Context, u *unstructured.Unstructure
 		}
 	} else {
 		if !seen && hasResume {
-			f.reason, f.resumed = Resume, true
+			f.reason = Resume
 			for _, h := range k.handlers {
 				if h.reason == Resume {
 					f.due = append(f.due, h)

@@ -3,12 +3,10 @@ package operator
 import (
 	"context"
 	"fmt"
-	"reflect"
 
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 )
 
 // Index maps keys to the objects of one kind that declare them, kept up
@@ -31,16 +29,7 @@ type Index[T client.Object] struct {
 // NewIndex registers an index named name over kind T (a pointer type in
 // the operator's scheme). keys returns the keys an object is found under.
 func NewIndex[T client.Object](op *Operator, name string, keys func(T) []string) *Index[T] {
-	var zero T
-	typ := reflect.TypeOf(zero)
-	if typ == nil || typ.Kind() != reflect.Pointer {
-		panic("setpoint: NewIndex needs a pointer type")
-	}
-	newT := func() T { return reflect.New(typ.Elem()).Interface().(T) }
-	gvk, err := apiutil.GVKForObject(newT(), op.opts.Scheme)
-	if err != nil {
-		panic(fmt.Sprintf("setpoint: %v is not in the operator's scheme: %v", typ, err))
-	}
+	newT, gvk := typeOf[T](op, "NewIndex")
 	ix := &Index[T]{op: op, field: "setpoint.dev/index." + name, keys: keys, newT: newT, list: gvk.GroupVersion().WithKind(gvk.Kind + "List")}
 	if !op.opts.Scheme.Recognizes(ix.list) {
 		panic(fmt.Sprintf("setpoint: the scheme has no %s for index %s", ix.list.Kind, name))

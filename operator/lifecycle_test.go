@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,16 +19,6 @@ import (
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
 
 func httpGet(url string) (string, error) {
 	resp, err := http.Get(url)
@@ -52,7 +40,7 @@ func TestLifecycleProbesAndMetrics(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
 	var started, handledBeforeStartup, cleaned atomic.Bool
 	o := opts(ns)
-	o.MetricsAddr, o.ProbeAddr = freeAddr(t), freeAddr(t)
+	o.MetricsAddr, o.ProbeAddr = testkit.FreeAddr(t), testkit.FreeAddr(t)
 	c := newCalls()
 	r := start(t, nil, o, func(op *operator.Operator) {
 		op.OnStartup(func(ctx context.Context) error {

@@ -3,7 +3,6 @@ package operator
 import (
 	"context"
 	"fmt"
-	"reflect"
 	"sync"
 	"time"
 
@@ -85,6 +84,8 @@ func (t *tasks[T]) setup(op *Operator) error {
 	}))
 }
 
+// touched records a change of the object, for idle timers. Timers are
+// registered before Run, so reading the list needs no lock here.
 func (t *tasks[T]) touched(o client.Object) {
 	if len(t.k.timers) == 0 {
 		return
@@ -321,7 +322,7 @@ func (k *Kind[T]) optionalDeletes(ctx context.Context, u *unstructured.Unstructu
 		return
 	}
 	obj, err := k.decode(u)
-	if err != nil || !reflect.ValueOf(obj).IsValid() {
+	if err != nil {
 		return
 	}
 	log := k.logger().WithValues("namespace", u.GetNamespace(), "name", u.GetName())

@@ -118,28 +118,36 @@ type changeHandler[T client.Object] struct {
 // decoded one by one, so one object that does not decode gets a Warning
 // Event and is skipped without affecting the others.
 func Watch[T client.Object](op *Operator, opts ...WatchOption) *Kind[T] {
-	var zero T
-	typ := reflect.TypeOf(zero)
-	if typ == nil || typ.Kind() != reflect.Pointer {
-		panic("setpoint: Watch needs a pointer type, such as *v1alpha1.Thing")
-	}
-	newT := func() T { return reflect.New(typ.Elem()).Interface().(T) }
-	gvk, err := apiutil.GVKForObject(newT(), op.opts.Scheme)
-	if err != nil {
-		panic(fmt.Sprintf("setpoint: %v is not in the operator's scheme: %v", typ, err))
-	}
+	newT, gvk := typeOf[T](op, "Watch")
 	k := &Kind[T]{op: op, gvk: gvk, name: strings.ToLower(gvk.Kind), newT: newT, ids: map[string]bool{}}
 	for _, o := range opts {
 		o(&k.cfg)
 	}
 	for _, p := range k.cfg.preds {
 		if _, ok := p.(func(T) bool); !ok {
-			panic(fmt.Sprintf("setpoint: When predicate %T does not take %v", p, typ))
+			panic(fmt.Sprintf("setpoint: When predicate %T does not take %s", p, gvk.Kind))
 		}
 	}
 	k.tasks = newTasks(k)
 	op.register(k)
 	return k
+}
+
+// typeOf returns a constructor for T and its kind. Registration is done
+// once at start-up, so a mistake there panics with a clear message rather
+// than failing later at run time.
+func typeOf[T client.Object](op *Operator, what string) (func() T, schema.GroupVersionKind) {
+	var zero T
+	typ := reflect.TypeOf(zero)
+	if typ == nil || typ.Kind() != reflect.Pointer {
+		panic("setpoint: " + what + " needs a pointer type, such as *v1alpha1.Thing")
+	}
+	newT := func() T { return reflect.New(typ.Elem()).Interface().(T) }
+	gvk, err := apiutil.GVKForObject(newT(), op.opts.Scheme)
+	if err != nil {
+		panic(fmt.Sprintf("setpoint: %v is not in the operator's scheme: %v", typ, err))
+	}
+	return newT, gvk
 }
 
 func (k *Kind[T]) add(reason Reason, field []string, fn HandlerFunc[T], opts []HandlerOption) {
@@ -349,13 +357,29 @@ func (h *watchHandler[T]) raw(ctx context.Context, typ EventType, o client.Objec
 
 // changedEssence is a cheap test for "the user changed something" used by
 // idle timers: spec changes bump generation (where the kind has one), and
-// labels and annotations are compared directly.
+// labels and annotations are compared directly, leaving out bookkeeping.
 func changedEssence(old, new client.Object) bool {
 	if old.GetGeneration() != new.GetGeneration() {
 		return true
 	}
-	if new.GetGeneration() == 0 && old.GetResourceVersion() != new.GetResourceVersion() {
-		return true // kinds without generation (ConfigMap): any write is a change
+	if !reflect.DeepEqual(old.GetLabels(), new.GetLabels()) || !reflect.DeepEqual(userAnnotations(old), userAnnotations(new)) {
+		return true
 	}
-	return !reflect.DeepEqual(old.GetLabels(), new.GetLabels()) || !reflect.DeepEqual(old.GetAnnotations(), new.GetAnnotations())
+	if new.GetGeneration() == 0 && old.GetResourceVersion() != new.GetResourceVersion() {
+		// Kinds without generation (ConfigMap): a write that left every
+		// annotation alone changed the data; one that changed only
+		// bookkeeping was an operator's.
+		return reflect.DeepEqual(old.GetAnnotations(), new.GetAnnotations())
+	}
+	return false
+}
+
+func userAnnotations(o client.Object) map[string]string {
+	out := map[string]string{}
+	for k, v := range o.GetAnnotations() {
+		if !bookkeeping(k) {
+			out[k] = v
+		}
+	}
+	return out
 }

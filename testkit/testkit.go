@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -202,4 +203,16 @@ func Poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// FreeAddr returns a free loopback address ("127.0.0.1:port") for a server
+// a test starts, such as an operator's metrics or probe endpoint.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,7 +30,7 @@ func TestRunAgainstACluster(t *testing.T) {
 	if err := os.WriteFile(kubeconfig, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	probe, metrics := freeAddr(t), freeAddr(t)
+	probe, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	run := startSetpoint(t, "run", "--kubeconfig", kubeconfig,
 		"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
 		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns)
@@ -90,14 +88,4 @@ func get(url string) error {
 		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
