@@ -23,6 +23,16 @@ type dispatcher[T client.Object] struct{ k *Kind[T] }
 var _ reconcile.Reconciler = (*dispatcher[client.Object])(nil)
 
 func (d *dispatcher[T]) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := d.reconcile(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// Stopping: whatever was cut short is still due, and the next
+		// start picks it up. Not an error worth a log line.
+		return reconcile.Result{}, nil
+	}
+	return res, err
+}
+
+func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	k := d.k
 	u := k.newUnstructured()
 	if err := k.op.mgr.GetCache().Get(ctx, req.NamespacedName, u); err != nil {
