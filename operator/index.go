@@ -49,6 +49,7 @@ func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {
 	if err != nil {
 		return fmt.Errorf("index %s: %w", ix.field, err)
 	}
+	op.watch(func() client.Object { return ix.newT() })
 	return nil
 }
 

@@ -87,7 +87,7 @@ type Operator struct {
 	ids     map[string]bool // controller names, to refuse duplicates
 	runCtx  context.Context // set by Run: lives as long as the operator
 	running bool
-	synced  []func(context.Context) bool
+	watched []func() client.Object // prototypes of watched kinds, for readiness
 }
 
 // setupper is a registered kind or index: it wires itself into the
@@ -246,13 +246,40 @@ func (op *Operator) Run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// watchesReady fails until every watched kind's informer has synced, so a
-// replica does not report ready on an empty cache.
+// watchesReady fails until the informer of every watched kind has synced,
+// and again if one has stopped, so a replica whose watches are not
+// delivering is taken out of service instead of silently doing nothing
+// (the frozen watches of Kopf #585, #957, #1276). Informers re-list and
+// re-watch on their own when a watch breaks; this reports the rest.
 func (op *Operator) watchesReady(req *http.Request) error {
-	ctx, cancel := context.WithTimeout(req.Context(), time.Second)
-	defer cancel()
-	if !op.mgr.GetCache().WaitForCacheSync(ctx) {
-		return errors.New("informers have not synced")
+	op.mu.Lock()
+	watched := op.watched
+	op.mu.Unlock()
+	var errs []error
+	for _, obj := range watched {
+		inf, err := op.mgr.GetCache().GetInformer(req.Context(), obj(), cache.BlockUntilSynced(false))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%T: %w", obj(), err))
+		case inf.IsStopped():
+			errs = append(errs, fmt.Errorf("watch of %s stopped", kindOf(obj())))
+		case !inf.HasSynced():
+			errs = append(errs, fmt.Errorf("watch of %s not synced yet", kindOf(obj())))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func kindOf(o client.Object) string {
+	if k := o.GetObjectKind().GroupVersionKind().Kind; k != "" {
+		return k
+	}
+	return fmt.Sprintf("%T", o)
+}
+
+// watch records a prototype of a watched kind for the readiness check.
+func (op *Operator) watch(proto func() client.Object) {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	op.watched = append(op.watched, proto)
 }

@@ -280,6 +280,7 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	if err := c.Watch(src); err != nil {
 		return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
 	}
+	op.watch(func() client.Object { return k.newUnstructured() })
 	return k.tasks.setup(op)
 }
 
