@@ -2,6 +2,7 @@ package operator
 
 import (
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -47,7 +48,17 @@ func (p *eventPoster) post(obj runtime.Object, typ, reason, msg string) {
 	if len(msg) > 1000 {
 		msg = msg[:1000] + "..."
 	}
-	p.rec.Eventf(obj, nil, typ, reason, reason, "%s", msg)
+	p.rec.Eventf(obj, nil, typ, reason, action(reason, msg), "%s", msg)
+}
+
+// action names what an Event reports. The events API folds Events that
+// share object, type, reason and action into one series that keeps the
+// first message, so the action carries a digest of the message: repeats
+// of one line still fold, different lines stay apart.
+func action(reason, msg string) string {
+	h := fnv.New32a()
+	h.Write([]byte(msg))
+	return fmt.Sprintf("%s%08X", reason, h.Sum32())
 }
 
 func (p *eventPoster) allow(uid types.UID) bool {

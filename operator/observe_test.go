@@ -281,3 +281,71 @@ func TestPrefixesKeepOperatorsApart(t *testing.T) {
 		}
 	}
 }
+
+// TestNamespaceScope: an operator limited to two namespaces handles
+// objects there and never sees a third.
+func TestNamespaceScope(t *testing.T) {
+	env := testkit.Env(t)
+	a, b, other := env.Namespace(t), env.Namespace(t), env.Namespace(t)
+	c := newCalls()
+	o := opts(a)
+	o.Namespaces = []string{a, b}
+	start(t, nil, o, func(op *operator.Operator) {
+		operator.Watch[*corev1.ConfigMap](op, operator.Labels(map[string]string{"scope": "test"})).OnCreate(func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+			c.add("create", cs.Object.Namespace)
+			return nil
+		})
+	})
+	for _, ns := range []string{other, a, b} {
+		cm := configMap(ns, "scoped")
+		cm.Labels = map[string]string{"scope": "test"}
+		create(t, cm)
+	}
+	c.waitCount(t, "create", 2)
+	for _, ns := range c.of("create") {
+		if ns == other {
+			t.Errorf("object in unwatched namespace %s handled", other)
+		}
+	}
+	if _, ok := get(t, configMap(other, "scoped")).Annotations["setpoint.dev/last-handled-configuration"]; ok {
+		t.Errorf("bookkeeping written in unwatched namespace")
+	}
+}
+
+// TestEventLevelAndRateLimit: with EventLevel 1, V(1) lines are Events
+// too; a handler that logs 30 lines at once gets the burst of 10 posted,
+// not 30.
+func TestEventLevelAndRateLimit(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	o := opts(ns)
+	o.EventLevel = 1
+	start(t, nil, o, func(op *operator.Operator) {
+		operator.Watch[*corev1.ConfigMap](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+			if cs.Object.Name != "chatty" {
+				return nil
+			}
+			cs.Log.V(1).Info("detail at level one")
+			for i := range 30 {
+				cs.Log.Info(fmt.Sprintf("line %d", i))
+			}
+			return nil
+		})
+	})
+	cm := configMap(ns, "chatty")
+	create(t, cm)
+	waitEvent(t, get(t, cm), "Normal Logging: detail at level one")
+	waitEvent(t, cm, "Handler TestEventLevelAndRateLimit.func1.1 succeeded")
+	// Events are posted asynchronously: wait for the burst to land.
+	testkit.Eventually(t, wait, func() error {
+		logging := 0
+		for _, e := range eventsFor(t, cm) {
+			if strings.Contains(e, "Logging: line ") {
+				logging++
+			}
+		}
+		if logging != 9 { // the burst of 10, one of which went to the V(1) line
+			return fmt.Errorf("%d log-line events posted, want 9 of the 30 lines", logging)
+		}
+		return nil
+	})
+}
