@@ -26,7 +26,7 @@ dev: tools build ## Run Setpoint on a fresh local control plane with simulated n
 	$(BIN)/setpoint dev $(DEV_FLAGS)
 
 .PHONY: test
-test: tools ## Build the tools if needed, vet, and run every test (race detector on).
+test: deps tools ## Install what the tests need, build the tools if needed, vet, and run every test (race detector on).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -41,6 +41,10 @@ build: ## Build bin/setpoint.
 	$(GO) build -o $(BIN)/setpoint ./cmd/setpoint
 
 ##@ Tools (pinned in hack/tools, built into bin/)
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests need, if missing (hack/deps.sh).
+	@hack/deps.sh
 
 .PHONY: tools
 tools: $(TOOLS) ## Build the control plane binaries and controller-gen if missing or outdated.
