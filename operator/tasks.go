@@ -52,7 +52,8 @@ type tasks[T client.Object] struct {
 	k *Kind[T]
 
 	mu      sync.Mutex
-	ctx     context.Context // the operator's, set when the controller starts
+	ctx     context.Context // the operator's, set at start
+	stopped bool            // after stopAll: start nothing new
 	running map[types.NamespacedName]*objectTasks
 	changed map[types.NamespacedName]time.Time // last change seen, for Idle
 	wg      sync.WaitGroup
@@ -72,12 +73,15 @@ func (t *tasks[T]) setup(op *Operator) error {
 	if len(t.k.timers) == 0 && len(t.k.daemons) == 0 {
 		return nil
 	}
-	// A leader-elected runnable: it gets the context under which the
-	// controller runs, and ends every task when that ends.
+	// Tasks live under the operator's context, which exists before any
+	// controller runs, so an object handled at start-up gets its tasks at
+	// once. They are started only from the controller, hence only on the
+	// leader; this leader-elected runnable ends them all when leadership or
+	// the manager ends.
+	t.mu.Lock()
+	t.ctx = op.runCtx
+	t.mu.Unlock()
 	return op.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		t.mu.Lock()
-		t.ctx = ctx
-		t.mu.Unlock()
 		<-ctx.Done()
 		t.stopAll()
 		return nil
@@ -109,7 +113,7 @@ func (t *tasks[T]) ensure(u *unstructured.Unstructured) {
 	key := types.NamespacedName{Namespace: u.GetNamespace(), Name: u.GetName()}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ctx == nil || t.ctx.Err() != nil {
+	if t.ctx == nil || t.ctx.Err() != nil || t.stopped {
 		return
 	}
 	if cur, ok := t.running[key]; ok {
@@ -175,6 +179,7 @@ func (t *tasks[T]) stopTimeout() time.Duration {
 // longest stop timeout.
 func (t *tasks[T]) stopAll() {
 	t.mu.Lock()
+	t.stopped = true
 	for key, ot := range t.running {
 		ot.cancel()
 		delete(t.running, key)
