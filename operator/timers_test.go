@@ -93,14 +93,17 @@ func TestIdleTimerWaitsForQuiet(t *testing.T) {
 	})
 	cm := configMap(ns, "busy")
 	create(t, cm)
-	// Change it every 100ms for 3s, well under the idle time between
-	// changes: it must not fire.
+	// A busy user: a change every 100ms for 3s, well under the idle time
+	// between changes. The ticker sets the pace of the load; nothing waits
+	// on the operator here.
+	pace := time.NewTicker(100 * time.Millisecond)
+	defer pace.Stop()
 	for i := range 30 {
+		<-pace.C
 		mutate(t, cm, func(c *corev1.ConfigMap) { c.Data["k"] = fmt.Sprint(i) })
 		if n := fired.Load(); n != 0 {
 			t.Fatalf("idle timer fired %d times while the object changed", n)
 		}
-		time.Sleep(100 * time.Millisecond) // the pace of a busy user, not synchronisation
 	}
 	testkit.Eventually(t, wait, func() error {
 		if fired.Load() == 0 {
