@@ -88,7 +88,35 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 		}
 	}
 	k.tasks.ensure(u)
-	return d.changes(ctx, u, obj, log)
+	var convergeErr error
+	if k.children != nil {
+		convergeErr = d.retryable(d.converge(ctx, u, obj), log)
+	}
+	res, err := d.changes(ctx, u, obj, log)
+	return res, errors.Join(convergeErr, err)
+}
+
+// retryable logs the permanent parts of err (they wait for the object to
+// change) and returns the rest, to be retried with backoff.
+func (d *dispatcher[T]) retryable(err error, log logr.Logger) error {
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	var retry []error
+	for _, e := range errs {
+		if IsPermanent(e) {
+			log.Error(e, "not retried until the object changes")
+			continue
+		}
+		retry = append(retry, e)
+	}
+	return errors.Join(retry...)
 }
 
 // flow is one pass's set of due handlers with what they receive.

@@ -99,6 +99,7 @@ type Kind[T client.Object] struct {
 	raw      []func(context.Context, Event[T]) error
 	timers   []*timerSpec[T]
 	daemons  []*daemonSpec[T]
+	children *childrenSpec[T]
 
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran
@@ -279,6 +280,9 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	src := source.Kind[client.Object](op.mgr.GetCache(), k.newUnstructured(), &watchHandler[T]{k: k})
 	if err := c.Watch(src); err != nil {
 		return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
+	}
+	if err := k.watchChildren(c); err != nil {
+		return err
 	}
 	op.watch(func() client.Object { return k.newUnstructured() })
 	return k.tasks.setup(op)

@@ -30,7 +30,9 @@ type WidgetSpec struct {
 }
 
 type WidgetStatus struct {
-	Seen int `json:"seen,omitempty"`
+	Seen               int   `json:"seen,omitempty"`
+	Children           int   `json:"children,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 }
 
 type WidgetList struct {

@@ -1,0 +1,222 @@
+package operator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+// widgetChildren is the pure function of the tests: one ConfigMap per
+// unit of spec.size.
+func widgetChildren(ctx context.Context, w *Widget) ([]client.Object, error) {
+	var out []client.Object
+	for i := range w.Spec.Size {
+		out = append(out, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", w.Name, i), Labels: map[string]string{"widget": w.Name}},
+			Data:       map[string]string{"index": fmt.Sprint(i), "of": fmt.Sprint(w.Spec.Size)},
+		})
+	}
+	return out, nil
+}
+
+func widgetStatus(ctx context.Context, w *Widget, children *operator.Observed) (any, error) {
+	return WidgetStatus{Children: children.Len(), ObservedGeneration: w.Generation}, nil
+}
+
+func startWidgets(t *testing.T, ns string, counter *writeCounter, events *atomic.Int64) {
+	t.Helper()
+	installWidgetCRD(t)
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	o.SyncPeriod = time.Second // resyncs must not write either
+	cfg := testkit.Env(t).Config
+	if counter != nil {
+		cfg = counter.wrap(cfg)
+	}
+	start(t, cfg, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.Children(widgetChildren, &corev1.ConfigMap{})
+		w.Status(widgetStatus)
+		w.OnEvent(func(ctx context.Context, e operator.Event[*Widget]) error {
+			if events != nil {
+				events.Add(1)
+			}
+			return nil
+		})
+	})
+}
+
+func childNames(t *testing.T, ns, widget string) []string {
+	t.Helper()
+	var list corev1.ConfigMapList
+	if err := testkit.Env(t).Client.List(t.Context(), &list, client.InNamespace(ns), client.MatchingLabels{"widget": widget}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range list.Items {
+		if c.DeletionTimestamp == nil {
+			names = append(names, c.Name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+func waitChildren(t *testing.T, ns, widget string, want ...string) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		if got := childNames(t, ns, widget); !slices.Equal(got, want) {
+			return fmt.Errorf("children %v, want %v", got, want)
+		}
+		return nil
+	})
+}
+
+// TestChildrenAreAppliedOwnedAndPruned: the desired children appear with
+// an owner reference and Setpoint's labels; shrinking prunes the extra
+// ones; a same-named object that someone else owns, and an unowned object
+// with the same labels, are never touched.
+func TestChildrenAreAppliedOwnedAndPruned(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	// Someone else's ConfigMap where child 2 would go, and an unowned one
+	// that carries the children's label.
+	squatter := configMap(ns, "w-2")
+	squatter.Data = map[string]string{"mine": "yes"}
+	create(t, squatter)
+	lookalike := configMap(ns, "w-extra")
+	lookalike.Labels = map[string]string{"widget": "w"}
+	create(t, lookalike)
+
+	startWidgets(t, ns, nil, nil)
+	wc := widgetClient(t)
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: ns}, Spec: WidgetSpec{Size: 3}}
+	if err := wc.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, "w", "w-0", "w-1", "w-extra")
+	c0 := get(t, configMap(ns, "w-0"))
+	if ref := metav1.GetControllerOf(c0); ref == nil || ref.UID != w.UID || ref.Kind != "Widget" {
+		t.Errorf("owner reference %+v", c0.OwnerReferences)
+	}
+	if c0.Labels["setpoint.dev/owner-uid"] != string(w.UID) || c0.Data["of"] != "3" {
+		t.Errorf("child labels %v data %v", c0.Labels, c0.Data)
+	}
+	waitEvent(t, w, "ConfigMap w-2 exists and is not controlled by this object")
+	if got := get(t, configMap(ns, "w-2")).Data; got["mine"] != "yes" || len(got) != 1 {
+		t.Errorf("someone else's object was changed: %v", got)
+	}
+
+	mutateWith(t, wc, w, func(w *Widget) { w.Spec.Size = 1 })
+	waitChildren(t, ns, "w", "w-0", "w-extra")
+	testkit.Eventually(t, wait, func() error {
+		if d := get(t, configMap(ns, "w-0")).Data["of"]; d != "1" {
+			return fmt.Errorf("w-0 not updated: of=%s", d)
+		}
+		return nil
+	})
+	if _, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(t.Context(), "w-2", metav1.GetOptions{}); err != nil {
+		t.Errorf("someone else's object was pruned: %v", err)
+	}
+}
+
+// TestDriftIsReverted: a child edited or deleted by hand is put back.
+func TestDriftIsReverted(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	startWidgets(t, ns, nil, nil)
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: ns}, Spec: WidgetSpec{Size: 2}}
+	if err := widgetClient(t).Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, "d", "d-0", "d-1")
+	mutate(t, configMap(ns, "d-0"), func(c *corev1.ConfigMap) { c.Data["index"] = "tampered" })
+	testkit.Eventually(t, wait, func() error {
+		if v := get(t, configMap(ns, "d-0")).Data["index"]; v != "0" {
+			return fmt.Errorf("index is %q", v)
+		}
+		return nil
+	})
+	if err := env.Client.Delete(t.Context(), configMap(ns, "d-1")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, wait, func() error {
+		c := &corev1.ConfigMap{}
+		err := env.Client.Get(t.Context(), clientKey(configMap(ns, "d-1")), c)
+		if err != nil {
+			return err
+		}
+		if c.DeletionTimestamp != nil {
+			return errors.New("still the deleted one")
+		}
+		return nil
+	})
+}
+
+// TestConvergedPassesMakeNoWrites counts every request the operator's
+// client makes that could write: once the children exist and the status
+// says so, resyncs (every second) and status-only updates make none.
+func TestConvergedPassesMakeNoWrites(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	var counter writeCounter
+	var events atomic.Int64
+	startWidgets(t, ns, &counter, &events)
+	wc := widgetClient(t)
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "q", Namespace: ns}, Spec: WidgetSpec{Size: 3}}
+	if err := wc.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, "q", "q-0", "q-1", "q-2")
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(w), w); err != nil {
+			return err
+		}
+		if w.Status.Children != 3 || w.Status.ObservedGeneration != w.Generation {
+			return fmt.Errorf("status %+v", w.Status)
+		}
+		return nil
+	})
+	// Let the passes triggered by the creation settle: the children's and
+	// the status write's own watch events.
+	var settled atomic.Int64
+	testkit.Eventually(t, wait, func() error {
+		n := int64(len(counter.writes()))
+		if settled.Swap(n) != n {
+			return errors.New("still writing")
+		}
+		return nil
+	})
+	before := counter.writes()
+	// Changes that concern neither the children nor the status: a label
+	// on the parent, and labels on a child that the desired child does not
+	// set. Then several resyncs (one a second) go by.
+	mutateWith(t, wc, w, func(w *Widget) { w.Labels = map[string]string{"touched": "yes"} })
+	mutate(t, configMap(ns, "q-0"), func(c *corev1.ConfigMap) { c.Labels["extra"] = "yes" })
+	seen := events.Load()
+	testkit.Eventually(t, wait, func() error {
+		if n := events.Load() - seen; n < 3 {
+			return fmt.Errorf("%d resyncs of the parent so far", n)
+		}
+		return nil
+	})
+	if extra := counter.writes()[len(before):]; len(extra) != 0 {
+		t.Errorf("converged passes wrote: %v", extra)
+	}
+	for _, name := range []string{"q-0", "q-1", "q-2"} {
+		if _, err := testkit.Env(t).Clientset.CoreV1().ConfigMaps(ns).Get(t.Context(), name, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			t.Errorf("%s gone", name)
+		}
+	}
+}
