@@ -49,7 +49,8 @@ const (
 // children with fn, applies (server-side, field manager Options.Name) each
 // one that differs from the cluster, and deletes the children it made
 // before that are no longer desired. owns lists the kinds children may
-// have; they are watched, so a child edited or deleted by hand is put back.
+// have (namespaced kinds, in the parent's namespace); they are watched, so
+// a child edited or deleted by hand is put back.
 // Nothing is kept on the parent for this, and a pass where every child is
 // as desired makes no write.
 //
@@ -266,6 +267,11 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(du.GroupVersionKind())
 	err := k.op.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(du), live)
+	if apierrors.IsNotFound(err) {
+		// Not in the cache: make sure with the API server before creating,
+		// so an object someone made a moment ago is not taken over.
+		err = k.op.mgr.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(du), live)
+	}
 	switch {
 	case err == nil:
 		if !controlledBy(live, parent.GetUID()) {

@@ -33,6 +33,12 @@
 //     Temporary(err, d) retries after d; Permanent(err) stops. Retries(n)
 //     and Timeout(d) bound a handler. A panic is an error. One object's
 //     retries are scheduled with RequeueAfter and never delay another's.
+//   - Children. Kind.Children makes a kind level-triggered: a pure function
+//     returns the desired children; each pass applies (server-side) only
+//     those that differ from the cluster, prunes the ones it made that are
+//     no longer desired, and Kind.Status writes the status only when it
+//     changed. A converged pass writes nothing, and nothing is kept on the
+//     parent for it.
 //   - Deletion. A finalizer is added only when a non-optional delete
 //     handler exists, and removed once the delete handlers have finished.
 //     Timers and daemons never hold a finalizer.
