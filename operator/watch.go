@@ -100,6 +100,7 @@ type Kind[T client.Object] struct {
 	timers   []*timerSpec[T]
 	daemons  []*daemonSpec[T]
 	children *childrenSpec[T]
+	related  []func(controller.Controller) error
 
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran
@@ -283,6 +284,11 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	}
 	if err := k.watchChildren(c); err != nil {
 		return err
+	}
+	for _, watch := range k.related {
+		if err := watch(c); err != nil {
+			return err
+		}
 	}
 	op.watch(func() client.Object { return k.newUnstructured() })
 	return k.tasks.setup(op)

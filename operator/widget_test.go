@@ -27,6 +27,8 @@ type Widget struct {
 type WidgetSpec struct {
 	Size int    `json:"size,omitempty"`
 	Blob string `json:"blob,omitempty"`
+	// Settings names a ConfigMap the widget's children copy.
+	Settings string `json:"settings,omitempty"`
 }
 
 type WidgetStatus struct {
