@@ -11,23 +11,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
-
-func gone(t *testing.T, obj interface{ GetName() string }, get func() error) {
-	t.Helper()
-	testkit.Eventually(t, wait, func() error {
-		err := get()
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("%s still exists (%v)", obj.GetName(), err)
-	})
-}
 
 // TestFailingDeleteHandlerHoldsTheObjectAndSaysWhy: the finalizer keeps
 // the object while the delete handler fails; each failure is an Event;
@@ -59,7 +47,7 @@ func TestFailingDeleteHandlerHoldsTheObjectAndSaysWhy(t *testing.T) {
 	}
 	waitEvent(t, dep, "Handler release failed (attempt 1), retrying in 50ms: backend still has data")
 	c.waitCount(t, "delete", 3)
-	gone(t, dep, func() error { return env.Client.Get(t.Context(), clientKey(dep), &appsv1.Deployment{}) })
+	testkit.EventuallyGone(t, env.Client, dep, wait)
 }
 
 // TestOptionalDeleteHandlerAddsNoFinalizer: the object is never held, and
@@ -126,10 +114,7 @@ func TestNamespaceWithHandledObjectsIsDeleted(t *testing.T) {
 	if err := env.Clientset.CoreV1().Namespaces().Delete(t.Context(), ns, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	gone(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, func() error {
-		_, err := env.Clientset.CoreV1().Namespaces().Get(t.Context(), ns, metav1.GetOptions{})
-		return err
-	})
+	testkit.EventuallyGone(t, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, wait)
 	for range 5 {
 		select {
 		case <-stopped:

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 
 	"github.com/setpoint-dev/setpoint/operator"
@@ -92,13 +91,7 @@ func TestHandlersFollowTheObjectsLife(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.waitCount(t, "delete", 1)
-	testkit.Eventually(t, wait, func() error {
-		err := env.Client.Get(t.Context(), clientKey(dep), &appsv1.Deployment{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("still there: %v", err)
-	})
+	testkit.EventuallyGone(t, env.Client, dep, wait)
 	// Every handler's success was an Event.
 	waitEvent(t, dep, "Handler replicas succeeded")
 }

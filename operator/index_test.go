@@ -71,34 +71,25 @@ func TestIndexIsReadFromAnotherKindsHandler(t *testing.T) {
 		edits++ // every touch is a real change
 		mutate(t, cm, func(c *corev1.ConfigMap) { c.Data["k"] = fmt.Sprint(edits) })
 	}
-	// The index fills from the informer; poll until it has both users.
-	testkit.Eventually(t, wait, func() error {
-		touch(shared)
-		got := c.of("shared")
-		if len(got) == 0 || got[len(got)-1] != "web,worker" {
-			return fmt.Errorf("lookups so far: %q", got)
-		}
-		return nil
-	})
-	testkit.Eventually(t, wait, func() error {
-		touch(webOnly)
-		got := c.of("web-only")
-		if len(got) == 0 || got[len(got)-1] != "web" {
-			return fmt.Errorf("lookups so far: %q", got)
-		}
-		return nil
-	})
+	// lookupReads touches cm until its handler's latest lookup reads want:
+	// the index fills, and follows changes, through the informer.
+	lookupReads := func(cm *corev1.ConfigMap, want string) {
+		t.Helper()
+		testkit.Eventually(t, wait, func() error {
+			touch(cm)
+			got := c.of(cm.Name)
+			if len(got) == 0 || got[len(got)-1] != want {
+				return fmt.Errorf("lookups so far: %q", got)
+			}
+			return nil
+		})
+	}
+	lookupReads(shared, "web,worker")
+	lookupReads(webOnly, "web")
 
 	// web stops using web-only: the index follows.
 	mutate(t, web, func(d *appsv1.Deployment) {
 		d.Spec.Template.Spec.Containers[0].EnvFrom = d.Spec.Template.Spec.Containers[0].EnvFrom[:1]
 	})
-	testkit.Eventually(t, wait, func() error {
-		touch(webOnly)
-		got := c.of("web-only")
-		if got[len(got)-1] != "" {
-			return fmt.Errorf("lookups so far: %q", got)
-		}
-		return nil
-	})
+	lookupReads(webOnly, "")
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -19,19 +18,6 @@ import (
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
-
-func httpGet(url string) (string, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), nil
-}
 
 // TestLifecycleProbesAndMetrics: startup hooks run before handlers,
 // cleanup hooks after they stop; /healthz and /readyz answer; handler
@@ -63,12 +49,12 @@ func TestLifecycleProbesAndMetrics(t *testing.T) {
 		}, operator.ID("counted"), fast)
 	})
 	for _, path := range []string{"/healthz", "/readyz"} {
-		testkit.Eventually(t, wait, func() error { _, err := httpGet("http://" + o.ProbeAddr + path); return err })
+		testkit.Eventually(t, wait, func() error { _, err := testkit.HTTPGet("http://" + o.ProbeAddr + path); return err })
 	}
 	create(t, configMap(ns, "ok"))
 	create(t, configMap(ns, "fails"))
 	testkit.Eventually(t, wait, func() error {
-		body, err := httpGet("http://" + o.MetricsAddr + "/metrics")
+		body, err := testkit.HTTPGet("http://" + o.MetricsAddr + "/metrics")
 		if err != nil {
 			return err
 		}

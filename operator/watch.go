@@ -315,8 +315,8 @@ func (h *watchHandler[T]) Create(ctx context.Context, e event.CreateEvent, q wor
 
 func (h *watchHandler[T]) Update(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	h.raw(ctx, Modified, e.ObjectNew)
-	if changedEssence(e.ObjectOld, e.ObjectNew) {
-		h.k.tasks.touched(e.ObjectNew)
+	if len(h.k.timers) > 0 && changedEssence(e.ObjectOld, e.ObjectNew) {
+		h.k.tasks.touched(e.ObjectNew) // only idle timers need to know
 	}
 	if h.k.matches(e.ObjectNew.(*unstructured.Unstructured)) || h.k.matches(e.ObjectOld.(*unstructured.Unstructured)) {
 		h.enqueue(q, e.ObjectNew)

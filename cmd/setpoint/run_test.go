@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,7 +35,7 @@ func TestRunAgainstACluster(t *testing.T) {
 		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns)
 
 	for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics"} {
-		eventually(t, func() error { return get(url) })
+		eventually(t, func() error { _, err := testkit.HTTPGet(url); return err })
 	}
 	eventually(t, func() error {
 		lease, err := env.Clientset.CoordinationV1().Leases(ns).Get(context.Background(), "setpoint", metav1.GetOptions{})
@@ -76,16 +75,4 @@ func TestVersion(t *testing.T) {
 	if !strings.Contains(line, "linux/") {
 		t.Errorf("version line %q lacks the platform", line)
 	}
-}
-
-func get(url string) error {
-	resp, err := http.Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -74,11 +73,5 @@ func TestGreeter(t *testing.T) {
 	if err := env.Client.Delete(t.Context(), parent); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, 60*time.Second, func() error {
-		err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "world-greeting"}, &corev1.ConfigMap{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return errors.New("child still there")
-	})
+	testkit.EventuallyGone(t, env.Client, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "world-greeting"}}, 60*time.Second)
 }
