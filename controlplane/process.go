@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -119,6 +118,3 @@ func tail(path string, n int) string {
 	}
 	return string(bytes.Join(lines, []byte("\n")))
 }
-
-// errStopped is returned by waits that end because the control plane stops.
-var errStopped = errors.New("control plane stopped")
