@@ -25,8 +25,22 @@ help: ## Show this help.
 dev: tools build ## Run Setpoint on a fresh local control plane with simulated nodes.
 	$(BIN)/setpoint dev $(DEV_FLAGS)
 
+.PHONY: generate
+generate: $(BIN)/controller-gen ## Generate deepcopy code and CRDs (config/crd/bases) from the Go types in api/.
+	$(BIN)/controller-gen object paths=./api/...
+	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+
+# Fails when the committed generated files differ from what `make generate`
+# makes now (it leaves them regenerated, ready to commit).
+.PHONY: check-generated
+check-generated: $(BIN)/controller-gen
+	@gen() { find api config/crd/bases -name 'zz_generated.*' -o -name '*.yaml' | sort | xargs sha256sum; }; \
+	  before=$$(gen); $(MAKE) -s generate; after=$$(gen); \
+	  if [ "$$before" != "$$after" ]; then echo "generated files were stale; \`make generate\` has updated them, commit the result:"; \
+	    diff <(echo "$$before") <(echo "$$after") | grep '^>' | awk '{print "  " $$3}'; exit 1; fi
+
 .PHONY: test
-test: deps tools ## Install what the tests need, build the tools if needed, vet, and run every test (race detector on).
+test: deps tools check-generated ## Install what the tests need, build the tools if needed, check generated files, vet, and run every test (race detector on).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...

@@ -264,6 +264,9 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 			"--concurrent-service-endpoint-syncs=20",
 			"--concurrent-namespace-syncs=20",
 			"--concurrent-horizontal-pod-autoscaler-syncs=20",
+			// The default 15 s makes a test (or a user trying autoscaling
+			// on `setpoint dev`) wait a long time for each autoscaler step.
+			"--horizontal-pod-autoscaler-sync-period=2s",
 		)
 		c.progress("starting kube-controller-manager")
 		kcm, err := c.run(ControllerManager, bins[ControllerManager], args, nil, logDir)

@@ -39,8 +39,8 @@ func BenchmarkDispatch(b *testing.B) {
 		b.Run(impl, func(b *testing.B) {
 			ns := env.Namespace(b)
 			seen := make(chan string, 1024)
-			var counter writeCounter
-			cfg := counter.wrap(env.Config)
+			var counter testkit.WriteCounter
+			cfg := counter.Wrap(env.Config)
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			switch impl {
@@ -80,7 +80,7 @@ func BenchmarkDispatch(b *testing.B) {
 			}); err != nil {
 				b.Fatal(err)
 			}
-			startWrites := counter.n.Load()
+			startWrites := counter.Count()
 			i := 0
 			for b.Loop() {
 				i++
@@ -110,7 +110,7 @@ func BenchmarkDispatch(b *testing.B) {
 				}
 				return fmt.Errorf("last change not recorded yet")
 			})
-			b.ReportMetric(float64(counter.n.Load()-startWrites)/float64(b.N), "writes/event")
+			b.ReportMetric(float64(counter.Count()-startWrites)/float64(b.N), "writes/event")
 		})
 	}
 }

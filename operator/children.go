@@ -2,6 +2,7 @@ package operator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -288,11 +289,51 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("read child %s %s: %w", du.GetKind(), du.GetName(), err)
 	}
+	var rv string
+	if err == nil {
+		rv = live.GetResourceVersion()
+	}
 	if err := k.op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(du), client.FieldOwner(k.op.opts.Name), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err)
+		if !apierrors.IsInvalid(err) || rv == "" {
+			return nil, fmt.Errorf("apply %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err)
+		}
+		if rerr := d.replaceLists(ctx, du, rv); rerr != nil {
+			return nil, fmt.Errorf("apply %s %s/%s: %w (and replacing it: %w)", du.GetKind(), du.GetNamespace(), du.GetName(), err, rerr)
+		}
 	}
 	k.fresh.wrote(du.GetUID(), du.GetResourceVersion())
 	return du, nil
+}
+
+// replaceLists repairs a child that an apply cannot: apply merges lists
+// by their keys, so an entry whose key someone changed by hand (a Service
+// port edited from 80 to 8081) stays beside the desired one, and the
+// merged object can be invalid (two ports named "http"). A JSON merge
+// patch replaces lists whole, which puts the desired lists back; maps are
+// still merged, so fields others own outside those lists are kept. The
+// patch is conditional on the resourceVersion the pass saw.
+func (d *dispatcher[T]) replaceLists(ctx context.Context, du *unstructured.Unstructured, rv string) error {
+	patch := map[string]any{}
+	for key, v := range du.Object {
+		if key != "metadata" && key != "apiVersion" && key != "kind" {
+			patch[key] = v
+		}
+	}
+	patch["metadata"] = map[string]any{"resourceVersion": rv, "labels": du.GetLabels()}
+	data, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	target := &unstructured.Unstructured{}
+	target.SetGroupVersionKind(du.GroupVersionKind())
+	target.SetNamespace(du.GetNamespace())
+	target.SetName(du.GetName())
+	if err := d.k.op.mgr.GetClient().Patch(ctx, target, client.RawPatch(types.MergePatchType, data), client.FieldOwner(d.k.op.opts.Name)); err != nil {
+		return err
+	}
+	du.SetUID(target.GetUID())
+	du.SetResourceVersion(target.GetResourceVersion())
+	return nil
 }
 
 // prune deletes the children this parent controls that are no longer

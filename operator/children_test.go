@@ -35,7 +35,7 @@ func widgetStatus(ctx context.Context, w *Widget, children *operator.Observed) (
 	return WidgetStatus{Children: children.Len(), ObservedGeneration: w.Generation}, nil
 }
 
-func startWidgets(t *testing.T, ns string, counter *writeCounter, events *atomic.Int64) {
+func startWidgets(t *testing.T, ns string, counter *testkit.WriteCounter, events *atomic.Int64) {
 	t.Helper()
 	installWidgetCRD(t)
 	o := opts(ns)
@@ -43,7 +43,7 @@ func startWidgets(t *testing.T, ns string, counter *writeCounter, events *atomic
 	o.SyncPeriod = time.Second // resyncs must not write either
 	cfg := testkit.Env(t).Config
 	if counter != nil {
-		cfg = counter.wrap(cfg)
+		cfg = counter.Wrap(cfg)
 	}
 	start(t, cfg, o, func(op *operator.Operator) {
 		w := operator.Watch[*Widget](op)
@@ -170,7 +170,7 @@ func TestDriftIsReverted(t *testing.T) {
 // says so, resyncs (every second) and status-only updates make none.
 func TestConvergedPassesMakeNoWrites(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
-	var counter writeCounter
+	var counter testkit.WriteCounter
 	var events atomic.Int64
 	startWidgets(t, ns, &counter, &events)
 	wc := widgetClient(t)
@@ -191,7 +191,7 @@ func TestConvergedPassesMakeNoWrites(t *testing.T) {
 	// From here on every pass is a converged one: the pass that wrote the
 	// status had applied the children before, and our own writes' events
 	// find nothing to do.
-	before := counter.writes()
+	before := counter.Writes()
 	// Changes that concern neither the children nor the status: a label
 	// on the parent, and labels on a child that the desired child does not
 	// set. Then several resyncs (one a second) go by.
@@ -204,7 +204,7 @@ func TestConvergedPassesMakeNoWrites(t *testing.T) {
 		}
 		return nil
 	})
-	if extra := counter.writes()[len(before):]; len(extra) != 0 {
+	if extra := counter.Writes()[len(before):]; len(extra) != 0 {
 		t.Errorf("converged passes wrote: %v", extra)
 	}
 	for _, name := range []string{"q-0", "q-1", "q-2"} {

@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/go-logr/logr"
 
-	"log/slog"
-	"net/http"
 	"os"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,8 +28,6 @@ import (
 // The controller-manager runs so that namespaces really get deleted and
 // Deployments get status updates from a real controller.
 func TestMain(m *testing.M) {
-	// Errors only: handlers in these tests fail on purpose.
-	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
 	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Options{ControllerManager: true})))
 }
 
@@ -73,46 +66,10 @@ func (c *calls) waitCount(t *testing.T, handler string, n int) {
 	})
 }
 
-// writeCounter counts the requests that change something on the API
-// server, as seen by the operator's own client.
-type writeCounter struct {
-	n     atomic.Int64
-	mu    sync.Mutex
-	paths []string
-}
-
-func (w *writeCounter) wrap(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			switch r.Method {
-			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-				w.n.Add(1)
-				w.mu.Lock()
-				w.paths = append(w.paths, r.Method+" "+r.URL.Path)
-				w.mu.Unlock()
-			}
-			return rt.RoundTrip(r)
-		})
-	})
-	return cfg
-}
-
-func (w *writeCounter) writes() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.paths)
-}
-
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // running is an operator started by a test.
 type running struct {
-	op     *operator.Operator
-	cancel context.CancelFunc
-	done   chan error
+	op   *operator.Operator
+	stop func()
 }
 
 // start runs an operator watching only ns, with its handlers registered by
@@ -127,22 +84,7 @@ func start(t *testing.T, cfg *rest.Config, opts operator.Options, register func(
 		t.Fatalf("new operator: %v", err)
 	}
 	register(op)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{op: op, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- op.Run(ctx) }()
-	t.Cleanup(r.stop)
-	return r
-}
-
-// stop cancels the operator and waits for Run to return.
-func (r *running) stop() {
-	r.cancel()
-	select {
-	case <-r.done:
-	case <-time.After(time.Minute):
-		panic("operator did not stop within a minute")
-	}
-	r.done <- nil // later stops return at once
+	return &running{op: op, stop: testkit.StartOperator(t, op)}
 }
 
 func opts(ns string) operator.Options {

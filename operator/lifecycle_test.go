@@ -112,7 +112,7 @@ func TestLeaderElection(t *testing.T) {
 	var cut atomic.Bool
 	leaderCfg := rest.CopyConfig(env.Config)
 	leaderCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
 			if cut.Load() {
 				return nil, errors.New("network unreachable")
 			}

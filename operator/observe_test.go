@@ -35,13 +35,13 @@ func TestNoOpPassesMakeNoWrites(t *testing.T) {
 	installWidgetCRD(t)
 	ns := testkit.Env(t).Namespace(t)
 	wc := widgetClient(t)
-	var counter writeCounter
+	var counter testkit.WriteCounter
 	var events atomic.Int64
 	c := newCalls()
 	o := opts(ns)
 	o.Scheme = widgetScheme(t)
 	o.SyncPeriod = time.Second
-	start(t, counter.wrap(testkit.Env(t).Config), o, func(op *operator.Operator) {
+	start(t, counter.Wrap(testkit.Env(t).Config), o, func(op *operator.Operator) {
 		w := operator.Watch[*Widget](op)
 		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
 		w.OnUpdate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("update", ""); return nil })
@@ -63,15 +63,15 @@ func TestNoOpPassesMakeNoWrites(t *testing.T) {
 	})
 	// A flow of one handler costs one bookkeeping patch (plus Events).
 	var patches int
-	for _, w := range counter.writes() {
+	for _, w := range counter.Writes() {
 		if strings.HasPrefix(w, "PATCH") && strings.Contains(w, "/widgets/") {
 			patches++
 		}
 	}
 	if patches != 1 {
-		t.Errorf("create flow made %d patches, want 1: %v", patches, counter.writes())
+		t.Errorf("create flow made %d patches, want 1: %v", patches, counter.Writes())
 	}
-	before := counter.writes()
+	before := counter.Writes()
 	seen := events.Load()
 	for i := range 3 {
 		testkit.Eventually(t, wait, func() error {
@@ -89,7 +89,7 @@ func TestNoOpPassesMakeNoWrites(t *testing.T) {
 		}
 		return nil
 	})
-	if after := counter.writes(); len(after) != len(before) {
+	if after := counter.Writes(); len(after) != len(before) {
 		t.Errorf("no-op passes wrote: %v", after[len(before):])
 	}
 	if n := c.count("update"); n != 0 {

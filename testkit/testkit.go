@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
@@ -71,6 +74,7 @@ func Run(m *testing.M, opts ...Option) int {
 	for _, o := range opts {
 		o(&s)
 	}
+	setLogger()
 	// Test data is thrown away, so etcd need not fsync.
 	s.cp.UnsafeNoFsync = true
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -103,6 +107,25 @@ func Run(m *testing.M, opts ...Option) int {
 		}
 	}
 	return code
+}
+
+// LogEnv names the environment variable that makes tests print the logs
+// of the operators they run (controller-runtime's logger), at the slog
+// level it holds: "debug", "info" (also "1") or "error".
+const LogEnv = "SETPOINT_TEST_LOG"
+
+func setLogger() {
+	level := slog.LevelInfo
+	switch os.Getenv(LogEnv) {
+	case "":
+		ctrl.SetLogger(logr.Discard())
+		return
+	case "debug":
+		level = slog.LevelDebug
+	case "error":
+		level = slog.LevelError
+	}
+	ctrl.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 }
 
 func newEnvironment(cp *controlplane.ControlPlane, scheme *runtime.Scheme) (*Environment, error) {

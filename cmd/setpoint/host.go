@@ -11,8 +11,11 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
+	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
+	"github.com/setpoint-dev/setpoint/operators/app"
 )
 
 // builtin is an operator shipped in the setpoint binary. Each one brings
@@ -26,9 +29,16 @@ type builtin struct {
 	setup  func(*operator.Operator) error
 }
 
-// builtins is the list `setpoint dev` and `setpoint run` start. App,
+// builtins is the list `setpoint dev` and `setpoint run` start.
 // CeleryCluster and the config reloader join it as they land.
-var builtins []builtin
+var builtins = []builtin{{
+	name:   "app",
+	scheme: appsv1alpha1.AddToScheme,
+	crds: func() []*apiextensionsv1.CustomResourceDefinition {
+		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps")}
+	},
+	setup: app.Setup,
+}}
 
 func builtinCRDs() []*apiextensionsv1.CustomResourceDefinition {
 	var all []*apiextensionsv1.CustomResourceDefinition

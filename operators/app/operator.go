@@ -1,0 +1,135 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator"
+)
+
+// Setup registers the App operator's handlers on op, whose scheme must
+// hold the App types (v1alpha1.AddToScheme) besides client-go's.
+func Setup(op *operator.Operator) error {
+	r := &reconciler{c: op.Client(), now: time.Now}
+	apps := operator.Watch[*v1alpha1.App](op)
+	apps.Children(r.children,
+		&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
+		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{})
+	apps.Status(r.status)
+
+	// A change in a referenced ConfigMap or Secret must reach the Apps
+	// that use it: the index answers "who uses this one" from the cache.
+	users := operator.NewIndex(op, "app-config", func(a *v1alpha1.App) []string {
+		refs := ConfigRefs(a)
+		keys := make([]string, len(refs))
+		for i, ref := range refs {
+			keys[i] = ref.Key(a.Namespace)
+		}
+		return keys
+	})
+	wake := func(ctx context.Context, kind string, o client.Object) []types.NamespacedName {
+		found, err := users.Lookup(ctx, ConfigRef{Kind: kind, Name: o.GetName()}.Key(o.GetNamespace()))
+		if err != nil {
+			return nil
+		}
+		return operator.Keys(found)
+	}
+	operator.WatchRelated(apps, func(ctx context.Context, cm *corev1.ConfigMap) []types.NamespacedName {
+		return wake(ctx, KindConfigMap, cm)
+	})
+	operator.WatchRelated(apps, func(ctx context.Context, s *corev1.Secret) []types.NamespacedName {
+		return wake(ctx, KindSecret, s)
+	})
+	return nil
+}
+
+type reconciler struct {
+	c   client.Reader
+	now func() time.Time
+}
+
+// children is the App's desired children.
+func (r *reconciler) children(ctx context.Context, app *v1alpha1.App) ([]client.Object, error) {
+	configs, err := r.configs(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	hash := ConfigHash(configs)
+	var out []client.Object
+	for _, p := range app.Spec.Processes {
+		out = append(out, Deployment(app, p, hash))
+		if h := HorizontalPodAutoscaler(app, p); h != nil {
+			out = append(out, h)
+		}
+		if pdb := PodDisruptionBudget(app, p); pdb != nil {
+			out = append(out, pdb)
+		}
+	}
+	if s := Service(app); s != nil {
+		out = append(out, s)
+	}
+	if ing := Ingress(app); ing != nil {
+		out = append(out, ing)
+	}
+	return out, nil
+}
+
+// status is the App's status from the Deployments observed after the pass.
+func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *operator.Observed) (any, error) {
+	deployments := map[string]*appsv1.Deployment{}
+	for _, p := range app.Spec.Processes {
+		d := &appsv1.Deployment{}
+		ok, err := observed.Get(d, ProcessName(app, p.Name))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			deployments[p.Name] = d
+		}
+	}
+	configs, err := r.configs(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	return Status(app, deployments, Missing(configs), metav1.NewTime(r.now())), nil
+}
+
+// configs reads the referenced ConfigMaps and Secrets from the cache.
+func (r *reconciler) configs(ctx context.Context, app *v1alpha1.App) ([]Config, error) {
+	refs := ConfigRefs(app)
+	out := make([]Config, 0, len(refs))
+	for _, ref := range refs {
+		c := Config{Ref: ref}
+		key := client.ObjectKey{Namespace: app.Namespace, Name: ref.Name}
+		var err error
+		switch ref.Kind {
+		case KindConfigMap:
+			cm := &corev1.ConfigMap{}
+			if err = r.c.Get(ctx, key, cm); err == nil {
+				c.Found, c.Data = true, ConfigMapData(cm)
+			}
+		case KindSecret:
+			s := &corev1.Secret{}
+			if err = r.c.Get(ctx, key, s); err == nil {
+				c.Found, c.Data = true, s.Data
+			}
+		}
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("read %s %s/%s: %w", ref.Kind, app.Namespace, ref.Name, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

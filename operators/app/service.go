@@ -1,0 +1,35 @@
+package app
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+)
+
+// Service builds the web process's Service, named like the App, on port
+// 80. It returns nil when the App has no web process.
+func Service(app *v1alpha1.App) *corev1.Service {
+	if !hasWeb(app) {
+		return nil
+	}
+	return &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      app.Name,
+			Namespace: app.Namespace,
+			Labels:    podLabels(app, WebProcess),
+		},
+		Spec: corev1.ServiceSpec{
+			Type:     corev1.ServiceTypeClusterIP,
+			Selector: selector(app, WebProcess),
+			Ports: []corev1.ServicePort{{
+				Name:       PortName,
+				Port:       ServicePort,
+				TargetPort: intstr.FromString(PortName),
+				Protocol:   corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
