@@ -9,6 +9,8 @@ GO ?= go
 TEST_TIMEOUT ?= 20m
 # Extra flags for `go test`, e.g. TEST_FLAGS='-run TestStart -v'.
 TEST_FLAGS ?=
+# Apps the end-to-end benchmark converges (bench/).
+BENCH_APPS ?= 1000
 # Flags for `setpoint dev`, e.g. DEV_FLAGS='--nodes 3 --data-dir .setpoint'.
 DEV_FLAGS ?=
 
@@ -47,8 +49,9 @@ test: deps tools check-generated ## Install what the tests need, build the tools
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools ## Run the benchmarks (Go testing.B) and print their figures.
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
+bench: tools build ## Run the benchmarks: the library's (testing.B) and bench/'s end-to-end ones (BENCH_APPS Apps, default 1000).
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m $$($(GO) list ./... | grep -v '/bench$$')
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/ -args -apps $(BENCH_APPS)
 
 .PHONY: build
 build: ## Build bin/setpoint.

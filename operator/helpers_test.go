@@ -69,7 +69,7 @@ func (c *calls) waitCount(t *testing.T, handler string, n int) {
 // running is an operator started by a test.
 type running struct {
 	op   *operator.Operator
-	stop func()
+	stop func() error
 }
 
 // start runs an operator watching only ns, with its handlers registered by

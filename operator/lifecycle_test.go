@@ -77,7 +77,9 @@ func TestLifecycleProbesAndMetrics(t *testing.T) {
 	if handledBeforeStartup.Load() {
 		t.Error("a handler ran before the startup hook")
 	}
-	r.stop()
+	if err := r.stop(); err != nil {
+		t.Errorf("run: %v", err)
+	}
 	if !cleaned.Load() {
 		t.Error("cleanup hook did not run")
 	}

@@ -49,11 +49,15 @@ are kept and the next dev with the same --data-dir carries on from them.`,
 	fs.IntVar(&o.nodes, "nodes", 1, "number of simulated (kwok) nodes")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory that keeps the cluster across restarts (default: a temporary one, removed on exit)")
 	fs.IntVar(&o.port, "port", 0, "kube-apiserver port on 127.0.0.1 (default: the one used last time with --data-dir, else a free one)")
-	o.host.register(fs, "0", "0")
+	// The local plane is ours alone: no reason to throttle the operators.
+	o.host.register(fs, "0", "0", 1000, 2000)
 	return cmd
 }
 
 func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
+	if _, err := enabled(o.host.operators); err != nil {
+		return err
+	}
 	if o.nodes < 0 {
 		return fmt.Errorf("--nodes must be 0 or more, got %d", o.nodes)
 	}
@@ -85,7 +89,7 @@ func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
 			fmt.Fprintln(errOut, "Error:", err)
 		}
 	}()
-	if err := crd.Install(ctx, cp.Config, time.Minute, builtinCRDs()...); err != nil {
+	if err := crd.Install(ctx, cp.Config, time.Minute, crdsOf(builtins)...); err != nil {
 		return fmt.Errorf("install CRDs: %w", err)
 	}
 	printDevBanner(out, cp, o)

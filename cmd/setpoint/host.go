@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
@@ -40,14 +45,66 @@ var builtins = []builtin{{
 	setup: app.Setup,
 }}
 
-func builtinCRDs() []*apiextensionsv1.CustomResourceDefinition {
-	var all []*apiextensionsv1.CustomResourceDefinition
+func builtinNames() []string {
+	var names []string
 	for _, b := range builtins {
+		names = append(names, b.name)
+	}
+	return names
+}
+
+// enabled returns the built-in operators named, in the order of builtins.
+func enabled(names []string) ([]builtin, error) {
+	var out []builtin
+	for _, name := range names {
+		if !slices.ContainsFunc(builtins, func(b builtin) bool { return b.name == name }) {
+			return nil, fmt.Errorf("--operators: unknown operator %q (have: %s)", name, strings.Join(builtinNames(), ", "))
+		}
+	}
+	for _, b := range builtins {
+		if slices.Contains(names, b.name) {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+func crdsOf(ops []builtin) []*apiextensionsv1.CustomResourceDefinition {
+	var all []*apiextensionsv1.CustomResourceDefinition
+	for _, b := range ops {
 		if b.crds != nil {
 			all = append(all, b.crds()...)
 		}
 	}
 	return all
+}
+
+// checkCRDs fails with what to do when a CRD an enabled operator needs is
+// not served. Discovery is open to every authenticated user, so this
+// needs no permission on CRDs.
+func checkCRDs(cfg *rest.Config, ops []builtin) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery: %w", err)
+	}
+	for _, b := range ops {
+		for _, c := range crdsOf([]builtin{b}) {
+			for _, v := range c.Spec.Versions {
+				if !v.Served {
+					continue
+				}
+				gv := c.Spec.Group + "/" + v.Name
+				list, err := dc.ServerResourcesForGroupVersion(gv)
+				if err != nil && !apierrors.IsNotFound(err) {
+					return fmt.Errorf("discover %s: %w", gv, err)
+				}
+				if list == nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == c.Spec.Names.Plural }) {
+					return fmt.Errorf("the %s operator needs the CRD %s (%s), which the cluster does not serve: install it (kubectl apply -f config/crd/bases), run with --install-crds, or leave the operator out with --operators", b.name, c.Name, gv)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // hostOptions are the flags that decide how the operators run, shared by
@@ -60,9 +117,17 @@ type hostOptions struct {
 	leaderElectNS string
 	installCRDs   bool
 	shutdownGrace time.Duration
+	qps           float32
+	burst         int
+	workers       int
+	operators     []string
 }
 
-func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string) {
+func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string, qps float32, burst int) {
+	fs.Float32Var(&o.qps, "kube-api-qps", qps, "requests per second the operators' client may make to the API server")
+	fs.IntVar(&o.burst, "kube-api-burst", burst, "burst above --kube-api-qps the client may make")
+	fs.IntVar(&o.workers, "workers", 8, "objects of one kind handled at the same time")
+	fs.StringSliceVar(&o.operators, "operators", builtinNames(), "the built-in operators to run (comma-separated)")
 	fs.StringArrayVarP(&o.namespaces, "namespace", "n", nil, "namespace to watch (repeatable); all namespaces when not given")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", metricsAddr, `address of the Prometheus /metrics endpoint ("0" turns it off)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", probeAddr, `address of the /healthz and /readyz endpoints ("0" turns them off)`)
@@ -71,9 +136,13 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string)
 
 // runOperators runs the built-in operators until ctx ends.
 func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
+	ops, err := enabled(o.operators)
+	if err != nil {
+		return err
+	}
 	scheme := runtime.NewScheme()
 	adders := []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme}
-	for _, b := range builtins {
+	for _, b := range ops {
 		if b.scheme != nil {
 			adders = append(adders, b.scheme)
 		}
@@ -84,11 +153,16 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		}
 	}
 	if o.installCRDs {
-		if err := crd.Install(ctx, cfg, time.Minute, builtinCRDs()...); err != nil {
+		if err := crd.Install(ctx, cfg, time.Minute, crdsOf(ops)...); err != nil {
 			return fmt.Errorf("install CRDs: %w", err)
 		}
+	} else if err := checkCRDs(cfg, ops); err != nil {
+		return err
 	}
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.qps, o.burst
 	opts := operator.Options{
+		Workers:          o.workers,
 		Scheme:           scheme,
 		Namespaces:       o.namespaces,
 		MetricsAddr:      o.metricsAddr,
@@ -102,7 +176,7 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 	if err != nil {
 		return err
 	}
-	for _, b := range builtins {
+	for _, b := range ops {
 		if err := b.setup(op); err != nil {
 			return fmt.Errorf("set up %s operator: %w", b.name, err)
 		}

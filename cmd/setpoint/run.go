@@ -38,7 +38,7 @@ configuration when run in a pod. It watches all namespaces unless
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader through a Lease, for running more than one replica")
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "apply Setpoint's CRDs before starting (needs permission to write CRDs)")
-	o.register(fs, ":8080", ":8081")
+	o.register(fs, ":8080", ":8081", 50, 100)
 	return cmd
 }
 

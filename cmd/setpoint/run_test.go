@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/setpoint-dev/setpoint/testkit"
@@ -32,7 +34,7 @@ func TestRunAgainstACluster(t *testing.T) {
 	probe, metrics := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	run := startSetpoint(t, "run", "--kubeconfig", kubeconfig,
 		"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
-		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns)
+		"--leader-elect", "--leader-election-namespace", ns, "--namespace", ns, "--install-crds")
 
 	for _, url := range []string{"http://" + probe + "/healthz", "http://" + probe + "/readyz", "http://" + metrics + "/metrics"} {
 		eventually(t, func() error { _, err := testkit.HTTPGet(url); return err })
@@ -47,6 +49,52 @@ func TestRunAgainstACluster(t *testing.T) {
 		}
 		return nil
 	})
+	run.stop(t, syscall.SIGTERM, 60*time.Second)
+}
+
+// TestRunWithoutCRDsSaysWhy: an operator whose CRD the cluster lacks
+// stops `setpoint run` with what to do; leaving it out runs the rest.
+func TestRunWithoutCRDsSaysWhy(t *testing.T) {
+	env := testkit.Env(t)
+	// Another test may have installed them on this package's plane.
+	crds, err := apiextensionsclient.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range crdsOf(builtins) {
+		err := crds.ApiextensionsV1().CustomResourceDefinitions().Delete(t.Context(), c.Name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+		eventually(t, func() error {
+			_, err := crds.ApiextensionsV1().CustomResourceDefinitions().Get(t.Context(), c.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("CRD %s still there (%v)", c.Name, err)
+		})
+	}
+	run := startSetpoint(t, "run", "--kubeconfig", env.ControlPlane.KubeconfigPath,
+		"--health-probe-bind-address", "0", "--metrics-bind-address", "0")
+	select {
+	case err := <-run.exited:
+		if err == nil {
+			t.Fatal("setpoint run without its CRDs exited 0")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("setpoint run without its CRDs did not exit")
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if out := run.output(); !strings.Contains(out, "the app operator needs the CRD apps.apps.setpoint.dev") || !strings.Contains(out, "--install-crds") {
+			return fmt.Errorf("output does not say what is missing and what to do: %q", out)
+		}
+		return nil
+	})
+
+	probe := testkit.FreeAddr(t)
+	run = startSetpoint(t, "run", "--kubeconfig", env.ControlPlane.KubeconfigPath, "--operators", "",
+		"--health-probe-bind-address", probe, "--metrics-bind-address", "0")
+	eventually(t, func() error { _, err := testkit.HTTPGet("http://" + probe + "/readyz"); return err })
 	run.stop(t, syscall.SIGTERM, 60*time.Second)
 }
 
