@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
@@ -45,7 +47,7 @@ type appConvergence struct {
 	// DirectSeconds: the benchmark creates each App's children itself and
 	// waits until every Deployment is available: the limit on this machine.
 	DirectSeconds   float64  `json:"directSeconds"`
-	DirectAPIWrites counters `json:"directApiserverWrites"`
+	DirectAPIWrites counters `json:"directApiserverWrites"` // by verb and resource
 	DirectCPU       counters `json:"directCpuSeconds"`
 
 	// SetpointSeconds: from the first App created to every App Ready.
@@ -83,6 +85,7 @@ func BenchmarkAppConvergence(b *testing.B) {
 		waitQuiet(b)
 		before, cpuBefore := apiserverRequests(b), planeCPU(b)
 		start := time.Now()
+		profile(b, "direct")
 		parallel(b, n, func(i int) error {
 			a := benchApp(ns, i)
 			for _, o := range []client.Object{app.Deployment(a, a.Spec.Processes[0], ""), app.Service(a)} {
@@ -95,9 +98,6 @@ func BenchmarkAppConvergence(b *testing.B) {
 		waitDeploymentsAvailable(b, ns, n)
 		r.DirectSeconds = time.Since(start).Seconds()
 		r.DirectAPIWrites = onlyWrites(apiserverRequests(b).minus(before))
-		if os.Getenv("BENCH_BY_RESOURCE") != "" {
-			b.Logf("all requests, direct phase: %v", map[string]float64(apiserverRequests(b).minus(before)))
-		}
 		r.DirectCPU = planeCPU(b).minus(cpuBefore)
 
 		// The operator.
@@ -108,24 +108,13 @@ func BenchmarkAppConvergence(b *testing.B) {
 		before, cpuBefore = apiserverRequests(b), planeCPU(b)
 		opCPUBefore, _ := op.usage(b)
 		start = time.Now()
-		if dir := os.Getenv("BENCH_PPROF"); dir != "" {
-			go func() {
-				raw, err := env.Clientset.Discovery().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "12").DoRaw(b.Context())
-				if err == nil {
-					_ = os.WriteFile(filepath.Join(dir, "apiserver.pprof"), raw, 0o644)
-				} else {
-					b.Logf("pprof: %v", err)
-				}
-			}()
-		}
+		profile(b, "setpoint")
+		op.profile(b)
 		parallel(b, n, func(i int) error { return env.Client.Create(b.Context(), benchApp(ns, i)) })
 		waitAppsReady(b, ns, n)
 		r.SetpointSeconds = time.Since(start).Seconds()
 		r.Ratio = r.SetpointSeconds / r.DirectSeconds
 		r.SetpointAPIWrites = onlyWrites(apiserverRequests(b).minus(before))
-		if os.Getenv("BENCH_BY_RESOURCE") != "" {
-			b.Logf("all requests, setpoint phase: %v", map[string]float64(apiserverRequests(b).minus(before)))
-		}
 		r.SetpointCPU = planeCPU(b).minus(cpuBefore)
 		r.OperatorWrites = onlyWrites(op.requests(b).minus(opBefore))
 		r.OperatorCPU, r.OperatorPeakMiB = op.usage(b)
@@ -197,57 +186,72 @@ func parallel(b *testing.B, n int, fn func(i int) error) {
 	}
 }
 
-const pollEvery = 250 * time.Millisecond
-
 func waitDeploymentsAvailable(b *testing.B, ns string, n int) {
 	b.Helper()
-	waitCount(b, n, func() (int, error) {
-		var list appsv1.DeploymentList
-		if err := testkit.Env(b).Client.List(b.Context(), &list, client.InNamespace(ns)); err != nil {
-			return 0, err
-		}
-		ready := 0
-		for _, d := range list.Items {
-			s := d.Status
-			if s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == 1 && s.AvailableReplicas == 1 && s.ReadyReplicas == 1 {
-				ready++
-			}
-		}
-		return ready, nil
+	waitAll(b, ns, n, &appsv1.DeploymentList{}, func(o client.Object) bool {
+		d := o.(*appsv1.Deployment)
+		s := d.Status
+		return s.ObservedGeneration >= d.Generation && s.UpdatedReplicas == 1 && s.AvailableReplicas == 1 && s.ReadyReplicas == 1
 	})
 }
 
 func waitAppsReady(b *testing.B, ns string, n int) {
 	b.Helper()
-	waitCount(b, n, func() (int, error) {
-		var list appsv1alpha1.AppList
-		if err := testkit.Env(b).Client.List(b.Context(), &list, client.InNamespace(ns)); err != nil {
-			return 0, err
-		}
-		ready := 0
-		for _, a := range list.Items {
-			if c := meta.FindStatusCondition(a.Status.Conditions, app.ConditionReady); c != nil && c.Status == metav1.ConditionTrue && a.Status.ObservedGeneration == a.Generation {
-				ready++
-			}
-		}
-		return ready, nil
+	waitAll(b, ns, n, &appsv1alpha1.AppList{}, func(o client.Object) bool {
+		a := o.(*appsv1alpha1.App)
+		c := meta.FindStatusCondition(a.Status.Conditions, app.ConditionReady)
+		return c != nil && c.Status == metav1.ConditionTrue && a.Status.ObservedGeneration == a.Generation
 	})
 }
 
-// waitCount polls count until it reaches n; polling costs the same LIST
-// in both phases.
-func waitCount(b *testing.B, n int, count func() (int, error)) {
+// waitAll watches the objects of list's kind in ns until n of them are
+// ready. A watch, not a polled LIST: the harness then costs the API
+// server the same little in both phases, however many objects there are.
+func waitAll(b *testing.B, ns string, n int, list client.ObjectList, ready func(client.Object) bool) {
 	b.Helper()
-	deadline := time.Now().Add(10 * time.Minute)
+	wc, err := client.NewWithWatch(testkit.Env(b).Config, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	state := map[string]bool{}
+	count := func() int {
+		c := 0
+		for _, r := range state {
+			if r {
+				c++
+			}
+		}
+		return c
+	}
 	for {
-		got, err := count()
-		if err == nil && got >= n {
-			return
+		w, err := wc.Watch(ctx, list, client.InNamespace(ns))
+		if err != nil {
+			b.Fatalf("watch: %v (%d of %d ready)", err, count(), n)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d ready after 10 minutes (last error: %v)", got, n, err)
+		for ev := range w.ResultChan() {
+			o, ok := ev.Object.(client.Object)
+			if !ok {
+				continue
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				state[o.GetName()] = ready(o)
+			case watch.Deleted:
+				delete(state, o.GetName())
+			}
+			if count() >= n {
+				w.Stop()
+				return
+			}
 		}
-		time.Sleep(pollEvery) // a poll interval, not synchronisation: the loop checks the condition
+		// The server ended the watch: start again (the first events
+		// replay every object).
+		w.Stop()
+		if ctx.Err() != nil {
+			b.Fatalf("%d of %d ready after 10 minutes", count(), n)
+		}
 	}
 }
 
@@ -309,4 +313,40 @@ func report(b *testing.B, r appConvergence) {
 	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 		b.Fatal(err)
 	}
+}
+
+// profile takes a CPU profile of the API server over the next seconds
+// into $BENCH_PPROF/apiserver-<phase>.pprof, when that is set (the plane
+// then runs with --profiling).
+func profile(b *testing.B, phase string) {
+	dir := os.Getenv("BENCH_PPROF")
+	if dir == "" {
+		return
+	}
+	rc := testkit.Env(b).Clientset.Discovery().RESTClient()
+	go func() {
+		raw, err := rc.Get().AbsPath("/debug/pprof/profile").Param("seconds", "8").DoRaw(context.Background())
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pprof: %v\n", err)
+			return
+		}
+		_ = os.WriteFile(filepath.Join(dir, "apiserver-"+phase+".pprof"), raw, 0o644)
+	}()
+}
+
+// profile takes a CPU profile of the operator into
+// $BENCH_PPROF/setpoint.pprof, when that is set.
+func (p *operatorProcess) profile(b *testing.B) {
+	dir := os.Getenv("BENCH_PPROF")
+	if dir == "" {
+		return
+	}
+	go func() {
+		body, err := testkit.HTTPGet(p.pprof + "profile?seconds=8")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pprof: %v\n", err)
+			return
+		}
+		_ = os.WriteFile(filepath.Join(dir, "setpoint.pprof"), []byte(body), 0o644)
+	}()
 }

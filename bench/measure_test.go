@@ -36,8 +36,9 @@ func (c counters) minus(before counters) counters {
 // writes is the sum over the verbs that change something.
 func (c counters) writes() float64 {
 	var n float64
-	for verb, v := range c {
-		switch strings.ToUpper(verb) {
+	for key, v := range c {
+		verb, _, _ := strings.Cut(key, " ")
+		switch verb {
 		case "GET", "LIST", "WATCH", "CONNECT", "HEAD", "OPTIONS":
 		default:
 			n += v
@@ -46,10 +47,20 @@ func (c counters) writes() float64 {
 	return n
 }
 
+// byVerb sums the counts of each verb over resources.
+func (c counters) byVerb() counters {
+	out := counters{}
+	for key, v := range c {
+		verb, _, _ := strings.Cut(key, " ")
+		out[verb] += v
+	}
+	return out
+}
+
 func (c counters) String() string {
 	var parts []string
 	for _, verb := range []string{"POST", "PUT", "PATCH", "APPLY", "DELETE", "DELETECOLLECTION"} {
-		if v := c[verb]; v != 0 {
+		if v := c.byVerb()[verb]; v != 0 {
 			parts = append(parts, fmt.Sprintf("%s %.0f", verb, v))
 		}
 	}
@@ -72,8 +83,9 @@ func (c counters) cpu() string {
 	return strings.Join(parts, ", ")
 }
 
-// scrape parses Prometheus text and sums metric by label, keeping only
-// samples whose other labels match where.
+// scrape parses Prometheus text and sums metric by label ("verb+resource"
+// for the API server's requests by both), keeping only samples whose other
+// labels match where.
 func scrape(text []byte, metric, label string, where map[string]string) (counters, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(bytes.NewReader(text))
@@ -100,24 +112,28 @@ func scrape(text []byte, metric, label string, where map[string]string) (counter
 			continue
 		}
 		key := labels[label]
-		if label == "verb" && os.Getenv("BENCH_BY_RESOURCE") != "" {
-			key += " " + labels["resource"] + "/" + labels["subresource"]
+		if label == "verb+resource" {
+			key = labels["verb"] + " " + labels["resource"]
+			if sub := labels["subresource"]; sub != "" {
+				key += "/" + sub
+			}
 		}
 		out[strings.ToUpper(key)] += m.GetCounter().GetValue()
 	}
 	return out, nil
 }
 
-// apiserverRequests is the API server's own count of requests by verb
-// (all clients: the operator, the controller-manager, the scheduler, kwok
-// and the benchmark itself).
+// apiserverRequests is the API server's own count of requests by verb and
+// resource ("POST DEPLOYMENTS", "PUT DEPLOYMENTS/STATUS"), from all
+// clients: the operator, the controller-manager, the scheduler, kwok and
+// the benchmark itself.
 func apiserverRequests(b *testing.B) counters {
 	b.Helper()
 	raw, err := testkit.Env(b).Clientset.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(b.Context())
 	if err != nil {
 		b.Fatalf("apiserver metrics: %v", err)
 	}
-	c, err := scrape(raw, "apiserver_request_total", "verb", nil)
+	c, err := scrape(raw, "apiserver_request_total", "verb+resource", nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -128,6 +144,7 @@ func apiserverRequests(b *testing.B) counters {
 type operatorProcess struct {
 	cmd     *exec.Cmd
 	metrics string
+	pprof   string
 	log     string
 }
 
@@ -139,7 +156,7 @@ func startSetpoint(b *testing.B, ns string, qps, burst, workers int) *operatorPr
 	if err != nil {
 		b.Fatalf("%v (run `make build`)", err)
 	}
-	metricsAddr, probeAddr := testkit.FreeAddr(b), testkit.FreeAddr(b)
+	metricsAddr, probeAddr, pprofAddr := testkit.FreeAddr(b), testkit.FreeAddr(b), testkit.FreeAddr(b)
 	logPath := filepath.Join(b.TempDir(), "setpoint.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -147,13 +164,13 @@ func startSetpoint(b *testing.B, ns string, qps, burst, workers int) *operatorPr
 	}
 	cmd := exec.Command(bin, "run", "--log-level", "error",
 		"--kubeconfig", testkit.Env(b).ControlPlane.KubeconfigPath, "--namespace", ns,
-		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr,
+		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr,
 		"--kube-api-qps", strconv.Itoa(qps), "--kube-api-burst", strconv.Itoa(burst), "--workers", strconv.Itoa(workers))
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	p := &operatorProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", log: logPath}
+	p := &operatorProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", pprof: "http://" + pprofAddr + "/debug/pprof/", log: logPath}
 	b.Cleanup(p.stop)
 	testkit.Eventually(b, time.Minute, func() error {
 		_, err := testkit.HTTPGet("http://" + probeAddr + "/readyz")

@@ -93,15 +93,49 @@ func (k *Kind[T]) Status(fn StatusFunc[T]) {
 // them.
 func (k keys) ownerLabel() string { return k.prefix + "/owner-uid" }
 
+// controllerIndex indexes children by the UID of their controller, so a
+// pass lists its own children without scanning the namespace.
+const controllerIndex = "setpoint.dev/controller-uid"
+
+// indexControllers registers controllerIndex for a kind, once per
+// operator (several parent kinds may own the same child kind).
+func (op *Operator) indexControllers(ctx context.Context, gvk schema.GroupVersionKind) error {
+	op.mu.Lock()
+	if op.controllerIndexed[gvk] {
+		op.mu.Unlock()
+		return nil
+	}
+	if op.controllerIndexed == nil {
+		op.controllerIndexed = map[schema.GroupVersionKind]bool{}
+	}
+	op.controllerIndexed[gvk] = true
+	op.mu.Unlock()
+	proto := &unstructured.Unstructured{}
+	proto.SetGroupVersionKind(gvk)
+	err := op.mgr.GetFieldIndexer().IndexField(ctx, proto, controllerIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOf(o); ref != nil {
+			return []string{string(ref.UID)}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index %s by controller: %w", gvk.Kind, err)
+	}
+	return nil
+}
+
 // watchChildren watches the owned kinds and maps their events to the
 // controlling parent.
-func (k *Kind[T]) watchChildren(c interface {
+func (k *Kind[T]) watchChildren(ctx context.Context, c interface {
 	Watch(source.TypedSource[reconcile.Request]) error
 }) error {
 	if k.children == nil {
 		return nil
 	}
 	for _, gvk := range k.children.owns {
+		if err := k.op.indexControllers(ctx, gvk); err != nil {
+			return err
+		}
 		proto := &unstructured.Unstructured{}
 		proto.SetGroupVersionKind(gvk)
 		h := handler.EnqueueRequestForOwner(k.op.opts.Scheme, k.op.mgr.GetRESTMapper(), k.newUnstructured(), handler.OnlyControllerOwner())
@@ -267,7 +301,9 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	k := d.k
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(du.GroupVersionKind())
-	err := k.op.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(du), live)
+	// Read only (compared, then handed to Observed, which converts), so
+	// the cache's copy needs no deep copy.
+	err := k.op.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(du), live, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
 		// Not in the cache: make sure with the API server before creating,
 		// so an object someone made a moment ago is not taken over.
@@ -337,17 +373,18 @@ func (d *dispatcher[T]) replaceLists(ctx context.Context, du *unstructured.Unstr
 }
 
 // prune deletes the children this parent controls that are no longer
-// desired. Only objects with the parent's owner label and its controller
-// reference are candidates, and the delete is conditional on the UID, so
-// nothing else is ever touched.
+// desired. Only objects with the parent's controller reference are
+// candidates (found through controllerIndex), and the delete is
+// conditional on the UID, so nothing else is ever touched.
 func (d *dispatcher[T]) prune(ctx context.Context, parent *unstructured.Unstructured, wanted map[schema.GroupKind]map[string]bool) error {
 	k := d.k
 	var errs []error
 	for _, gvk := range k.children.owns {
 		list := &unstructured.UnstructuredList{}
 		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		// Read only: the cache's objects need no copy.
 		if err := k.op.mgr.GetCache().List(ctx, list, client.InNamespace(parent.GetNamespace()),
-			client.MatchingLabels{k.op.keys.ownerLabel(): string(parent.GetUID())}); err != nil {
+			client.MatchingFields{controllerIndex: string(parent.GetUID())}, client.UnsafeDisableDeepCopy); err != nil {
 			errs = append(errs, fmt.Errorf("list %s children: %w", gvk.Kind, err))
 			continue
 		}
@@ -357,7 +394,12 @@ func (d *dispatcher[T]) prune(ctx context.Context, parent *unstructured.Unstruct
 				continue
 			}
 			uid := c.GetUID()
-			err := k.op.mgr.GetClient().Delete(ctx, c, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
+			// A new object for the call: c is the cache's own.
+			victim := &unstructured.Unstructured{}
+			victim.SetGroupVersionKind(gvk)
+			victim.SetNamespace(c.GetNamespace())
+			victim.SetName(c.GetName())
+			err := k.op.mgr.GetClient().Delete(ctx, victim, client.Preconditions{UID: &uid}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 			if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 				errs = append(errs, fmt.Errorf("prune %s %s: %w", gvk.Kind, c.GetName(), err))
 			}

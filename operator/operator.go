@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -45,6 +46,8 @@ type Options struct {
 	MetricsAddr string
 	// ProbeAddr serves /healthz and /readyz ("" or "0": off).
 	ProbeAddr string
+	// PprofAddr serves Go's /debug/pprof/ profiles ("" or "0": off).
+	PprofAddr string
 	// LeaderElection makes only the holder of a Lease handle objects.
 	LeaderElection *LeaderElection
 
@@ -88,6 +91,8 @@ type Operator struct {
 	runCtx  context.Context // set by Run: lives as long as the operator
 	running bool
 	watched []func() client.Object // prototypes of watched kinds, for readiness
+	// controllerIndexed lists the child kinds indexed by controller UID.
+	controllerIndexed map[schema.GroupVersionKind]bool
 }
 
 // setupper is a registered kind or index: it wires itself into the
@@ -139,6 +144,7 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
+		PprofBindAddress:        opts.PprofAddr,
 		GracefulShutdownTimeout: &opts.GracefulShutdown,
 		Logger:                  log,
 	}

@@ -282,7 +282,7 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	if err := c.Watch(src); err != nil {
 		return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
 	}
-	if err := k.watchChildren(c); err != nil {
+	if err := k.watchChildren(ctx, c); err != nil {
 		return err
 	}
 	for _, watch := range k.related {

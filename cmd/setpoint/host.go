@@ -113,6 +113,7 @@ type hostOptions struct {
 	namespaces    []string
 	metricsAddr   string
 	probeAddr     string
+	pprofAddr     string
 	leaderElect   bool
 	leaderElectNS string
 	installCRDs   bool
@@ -131,6 +132,7 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 	fs.StringArrayVarP(&o.namespaces, "namespace", "n", nil, "namespace to watch (repeatable); all namespaces when not given")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", metricsAddr, `address of the Prometheus /metrics endpoint ("0" turns it off)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", probeAddr, `address of the /healthz and /readyz endpoints ("0" turns them off)`)
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", `address of Go's /debug/pprof/ profiles ("0": off)`)
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
 }
 
@@ -167,6 +169,7 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		Namespaces:       o.namespaces,
 		MetricsAddr:      o.metricsAddr,
 		ProbeAddr:        o.probeAddr,
+		PprofAddr:        o.pprofAddr,
 		GracefulShutdown: o.shutdownGrace,
 	}
 	if o.leaderElect {
