@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"flag"
 	"os"
 	"testing"
 
@@ -23,6 +24,12 @@ var scheme = func() *runtime.Scheme {
 }()
 
 func TestMain(m *testing.M) {
+	// The package has only benchmarks: `go test ./...` without -bench
+	// need not start a control plane.
+	flag.Parse()
+	if f := flag.Lookup("test.bench"); f == nil || f.Value.String() == "" {
+		os.Exit(m.Run())
+	}
 	opts := controlplane.Full(2)
 	if os.Getenv("BENCH_PPROF") != "" {
 		opts.APIServerArgs = []string{"--profiling=true"}
