@@ -9,8 +9,10 @@ GO ?= go
 TEST_TIMEOUT ?= 20m
 # Extra flags for `go test`, e.g. TEST_FLAGS='-run TestStart -v'.
 TEST_FLAGS ?=
-# Apps the end-to-end benchmark converges (bench/).
-BENCH_APPS ?= 1000
+# Sizes (numbers of Apps) of the end-to-end benchmark (bench/), e.g.
+# BENCH_APPS=5000; more flags in BENCH_FLAGS, e.g. BENCH_FLAGS=-churn=2m.
+BENCH_APPS ?= 100,1000
+BENCH_FLAGS ?=
 # Flags for `setpoint dev`, e.g. DEV_FLAGS='--nodes 3 --data-dir .setpoint'.
 DEV_FLAGS ?=
 
@@ -49,9 +51,13 @@ test: deps tools check-generated ## Install what the tests need, build the tools
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools build ## Run the benchmarks: the library's (testing.B) and bench/'s end-to-end ones (BENCH_APPS Apps, default 1000).
-	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m $$($(GO) list ./... | grep -v '/bench$$')
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/ -args -apps $(BENCH_APPS)
+bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B), then Setpoint against a plain controller-runtime App operator (bench/, sizes BENCH_APPS).
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m $$($(GO) list ./... | grep -v '/bench')
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)
+
+.PHONY: bench-tools
+bench-tools: ## Build bin/setpoint-baseline, the plain controller-runtime App operator the benchmarks compare with.
+	$(GO) build -o $(BIN)/setpoint-baseline ./bench/baseline
 
 .PHONY: build
 build: ## Build bin/setpoint.

@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +19,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -26,126 +31,296 @@ import (
 )
 
 var (
-	appsFlag    = flag.Int("apps", 1000, "how many Apps BenchmarkAppConvergence converges")
+	sizesFlag   = flag.String("apps", "100,1000", "comma-separated numbers of Apps BenchmarkApps converges, one sub-benchmark each")
+	churnFlag   = flag.Duration("churn", 40*time.Second, "how long each side's churn phase lasts (10% of the Apps changed per minute)")
 	resultsFlag = flag.String("results", "results", "directory for the JSON results (empty: do not write)")
 )
 
-// Client settings of both sides: high enough that neither is throttled
-// on the client side (the local plane's own controllers run at the same).
+// Client settings of every side: high enough that none is throttled on
+// the client side (the local plane's own controllers run at the same).
 const (
 	clientQPS   = 1000
 	clientBurst = 2000
 	workers     = 8
 )
 
-// appConvergence is one run of BenchmarkAppConvergence.
-type appConvergence struct {
-	Apps    int    `json:"apps"`
-	Machine string `json:"machine"`
-	Client  string `json:"client"`
+// side is an implementation of the App operator under test.
+type side struct {
+	Name       string
+	binary     string
+	args       []string
+	controller string // its controller's name in controller_runtime_reconcile_total
+}
 
-	// DirectSeconds: the benchmark creates each App's children itself and
-	// waits until every Deployment is available: the limit on this machine.
-	DirectSeconds   float64  `json:"directSeconds"`
-	DirectAPIWrites counters `json:"directApiserverWrites"` // by verb and resource
-	DirectCPU       counters `json:"directCpuSeconds"`
+// The baseline runs first, so Setpoint is measured on the (slightly)
+// fuller cluster.
+var sides = []side{
+	{Name: "baseline", binary: "setpoint-baseline", controller: "app"},
+	{Name: "setpoint", binary: "setpoint", args: []string{"run", "--log-level", "error", "--operators", "app"}, controller: "setpoint-app.apps.setpoint.dev"},
+}
 
-	// SetpointSeconds: from the first App created to every App Ready.
-	SetpointSeconds   float64  `json:"setpointSeconds"`
-	Ratio             float64  `json:"ratio"`
-	SetpointAPIWrites counters `json:"setpointApiserverWrites"`
-	SetpointCPU       counters `json:"setpointCpuSeconds"`
-	OperatorWrites    counters `json:"operatorWrites"`
-	OperatorCPU       float64  `json:"operatorCpuSeconds"`
-	OperatorPeakMiB   float64  `json:"operatorPeakRssMiB"`
-
-	// ResyncWrites: a restarted operator passes over every converged App.
+// phase is what one side measured.
+type phase struct {
+	// ConvergeSeconds: from the first App created to every App Ready.
+	ConvergeSeconds float64  `json:"convergeSeconds"`
+	APIWrites       counters `json:"apiserverWrites"` // by verb and resource, all clients, during convergence
+	CPU             counters `json:"cpuSeconds"`      // by process, during convergence
+	OperatorWrites  counters `json:"operatorWrites"`  // the operator's own, during convergence
+	// Churn: latency from an App's spec change to its Deployment showing it.
+	ChurnSamples   int     `json:"churnSamples"`
+	ChurnP50Millis float64 `json:"churnP50Millis"`
+	ChurnP99Millis float64 `json:"churnP99Millis"`
+	// The operator process over convergence and churn.
+	OperatorCPU     float64 `json:"operatorCpuSeconds"`
+	OperatorPeakMiB float64 `json:"operatorPeakRssMiB"`
+	// A restarted operator passing over every converged App.
 	ResyncPasses float64  `json:"resyncPasses"`
 	ResyncWrites counters `json:"resyncWrites"`
 }
 
-// BenchmarkAppConvergence converges -apps Apps (one web process, one
-// replica, a Service) with the App operator, and times the same children
-// created directly, with the same client settings and concurrency.
-func BenchmarkAppConvergence(b *testing.B) {
+// appsRun is one size's run of BenchmarkApps.
+type appsRun struct {
+	Apps    int    `json:"apps"`
+	Machine string `json:"machine"`
+	Client  string `json:"client"`
+	// Direct: the benchmark creates each App's children itself and waits
+	// until every Deployment is available: the limit on this machine.
+	DirectSeconds   float64          `json:"directSeconds"`
+	DirectAPIWrites counters         `json:"directApiserverWrites"`
+	DirectCPU       counters         `json:"directCpuSeconds"`
+	Sides           map[string]phase `json:"sides"`
+}
+
+// BenchmarkApps converges N Apps (one web process, one replica, a
+// Service) with the App operator written on Setpoint and with the same
+// operator written as a plain controller-runtime reconciler
+// (bench/baseline), on the same control plane, and times the same
+// children created directly.
+func BenchmarkApps(b *testing.B) {
 	env := testkit.Env(b)
-	n := *appsFlag
 	if err := crd.Install(b.Context(), env.Config, time.Minute, crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps")); err != nil {
 		b.Fatal(err)
 	}
-	for range b.N {
-		r := appConvergence{
-			Apps:    n,
-			Machine: fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), memTotal()),
-			Client:  fmt.Sprintf("QPS %d, burst %d, %d workers (both sides)", clientQPS, clientBurst, workers),
+	for _, field := range strings.Split(*sizesFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(field))
+		if err != nil || n <= 0 {
+			b.Fatalf("-apps: %q is not a positive number", field)
 		}
-
-		// The limit: the same children, created directly.
-		ns := env.Namespace(b)
-		waitQuiet(b)
-		before, cpuBefore := apiserverRequests(b), planeCPU(b)
-		start := time.Now()
-		profile(b, "direct")
-		parallel(b, n, func(i int) error {
-			a := benchApp(ns, i)
-			for _, o := range []client.Object{app.Deployment(a, a.Spec.Processes[0], ""), app.Service(a)} {
-				if err := env.Client.Create(b.Context(), o); err != nil {
-					return err
+		b.Run(fmt.Sprintf("apps=%d", n), func(b *testing.B) {
+			for range b.N {
+				r := runApps(b, n)
+				b.ReportMetric(r.DirectSeconds, "direct-s")
+				for _, sd := range sides {
+					b.ReportMetric(r.Sides[sd.Name].ConvergeSeconds, sd.Name+"-s")
 				}
+				report(b, r)
 			}
-			return nil
 		})
-		waitDeploymentsAvailable(b, ns, n)
-		r.DirectSeconds = time.Since(start).Seconds()
-		r.DirectAPIWrites = onlyWrites(apiserverRequests(b).minus(before))
-		r.DirectCPU = planeCPU(b).minus(cpuBefore)
+	}
+}
 
-		// The operator.
-		ns = env.Namespace(b)
-		op := startSetpoint(b, ns, clientQPS, clientBurst, workers)
-		waitQuiet(b)
-		opBefore := op.requests(b)
-		before, cpuBefore = apiserverRequests(b), planeCPU(b)
-		opCPUBefore, _ := op.usage(b)
-		start = time.Now()
-		profile(b, "setpoint")
-		op.profile(b)
-		parallel(b, n, func(i int) error { return env.Client.Create(b.Context(), benchApp(ns, i)) })
-		waitAppsReady(b, ns, n)
-		r.SetpointSeconds = time.Since(start).Seconds()
-		r.Ratio = r.SetpointSeconds / r.DirectSeconds
-		r.SetpointAPIWrites = onlyWrites(apiserverRequests(b).minus(before))
-		r.SetpointCPU = planeCPU(b).minus(cpuBefore)
-		r.OperatorWrites = onlyWrites(op.requests(b).minus(opBefore))
-		r.OperatorCPU, r.OperatorPeakMiB = op.usage(b)
-		r.OperatorCPU -= opCPUBefore
-		r.SetpointCPU["setpoint"] = r.OperatorCPU
-		op.stop()
+func runApps(b *testing.B, n int) appsRun {
+	env := testkit.Env(b)
+	r := appsRun{
+		Apps:    n,
+		Machine: fmt.Sprintf("%s/%s, %d CPUs, %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), memTotal()),
+		Client:  fmt.Sprintf("QPS %d, burst %d, %d workers (every side)", clientQPS, clientBurst, workers),
+		Sides:   map[string]phase{},
+	}
 
-		// A full resync with nothing changed: a new operator process lists
-		// everything and passes over every App once.
-		op = startSetpoint(b, ns, clientQPS, clientBurst, workers)
-		opBefore = op.requests(b)
-		testkit.Eventually(b, 5*time.Minute, func() error {
-			if got := op.reconciles(b, "setpoint-app.apps.setpoint.dev"); got < float64(n) {
-				return fmt.Errorf("%.0f of %d Apps passed over", got, n)
+	// The limit: the same children, created directly.
+	ns := env.Namespace(b)
+	waitQuiet(b)
+	before, cpuBefore := apiserverRequests(b), planeCPU(b)
+	start := time.Now()
+	profile(b, "direct")
+	parallel(b, n, func(i int) error {
+		a := benchApp(ns, i)
+		for _, o := range []client.Object{app.Deployment(a, a.Spec.Processes[0], ""), app.Service(a)} {
+			if err := env.Client.Create(b.Context(), o); err != nil {
+				return err
 			}
-			return nil
-		})
-		r.ResyncPasses = op.reconciles(b, "setpoint-app.apps.setpoint.dev")
-		r.ResyncWrites = onlyWrites(op.requests(b).minus(opBefore))
-		op.stop()
-		if w := r.ResyncWrites.writes(); w != 0 {
-			b.Errorf("a resync with nothing changed wrote %v", r.ResyncWrites)
 		}
+		return nil
+	})
+	waitDeploymentsAvailable(b, ns, n)
+	r.DirectSeconds = time.Since(start).Seconds()
+	r.DirectAPIWrites = onlyWrites(apiserverRequests(b).minus(before))
+	r.DirectCPU = planeCPU(b).minus(cpuBefore)
 
-		b.ReportMetric(r.DirectSeconds, "direct-s")
-		b.ReportMetric(r.SetpointSeconds, "setpoint-s")
-		b.ReportMetric(r.Ratio, "ratio")
-		b.ReportMetric(r.OperatorWrites.writes()/float64(n), "op-writes/app")
-		b.ReportMetric(r.OperatorPeakMiB, "op-peak-MiB")
-		b.ReportMetric(r.ResyncWrites.writes(), "resync-writes")
-		report(b, r)
+	for _, sd := range sides {
+		r.Sides[sd.Name] = runSide(b, sd, n)
+	}
+	return r
+}
+
+func runSide(b *testing.B, sd side, n int) phase {
+	env := testkit.Env(b)
+	var ph phase
+	ns := env.Namespace(b)
+	op := startOperator(b, sd.binary, sd.args, ns, clientQPS, clientBurst, workers)
+	waitQuiet(b)
+	opBefore := op.requests(b)
+	before, cpuBefore := apiserverRequests(b), planeCPU(b)
+	start := time.Now()
+	profile(b, sd.Name)
+	op.profile(b, sd.Name)
+	parallel(b, n, func(i int) error { return env.Client.Create(b.Context(), benchApp(ns, i)) })
+	waitAppsReady(b, ns, n)
+	ph.ConvergeSeconds = time.Since(start).Seconds()
+	ph.APIWrites = onlyWrites(apiserverRequests(b).minus(before))
+	ph.CPU = planeCPU(b).minus(cpuBefore)
+	ph.OperatorWrites = onlyWrites(op.requests(b).minus(opBefore))
+	cpu, _ := op.usage(b)
+	ph.CPU[sd.Name] = cpu // the process started just before: nearly all of it is convergence
+
+	ph.ChurnSamples, ph.ChurnP50Millis, ph.ChurnP99Millis = churn(b, ns, n, *churnFlag)
+	ph.OperatorCPU, ph.OperatorPeakMiB = op.usage(b)
+	op.stop()
+
+	// A full resync with nothing changed: a new process lists everything
+	// and passes over every App once.
+	op = startOperator(b, sd.binary, sd.args, ns, clientQPS, clientBurst, workers)
+	opBefore = op.requests(b)
+	testkit.Eventually(b, 5*time.Minute, func() error {
+		if got := op.reconciles(b, sd.controller); got < float64(n) {
+			return fmt.Errorf("%.0f of %d Apps passed over", got, n)
+		}
+		return nil
+	})
+	ph.ResyncPasses = op.reconciles(b, sd.controller)
+	ph.ResyncWrites = onlyWrites(op.requests(b).minus(opBefore))
+	op.stop()
+	if w := ph.ResyncWrites.writes(); w != 0 {
+		b.Errorf("%s: a resync with nothing changed wrote %v", sd.Name, ph.ResyncWrites)
+	}
+	return ph
+}
+
+// churn changes 10% of the Apps per minute for d (an env var of the App,
+// one App at a time, round robin) and measures, through a watch of the
+// Deployments, how long each change takes to reach its Deployment. It
+// returns the number of samples and the p50 and p99 in milliseconds.
+func churn(b *testing.B, ns string, n int, d time.Duration) (int, float64, float64) {
+	b.Helper()
+	env := testkit.Env(b)
+	interval := time.Duration(float64(time.Minute) / (float64(n) / 10))
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	w, err := wc.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	var mu sync.Mutex
+	pending := map[string]string{}    // App -> value being rolled out
+	started := map[string]time.Time{} // App -> when its change was sent
+	var latencies []time.Duration
+	go func() {
+		for ev := range w.ResultChan() {
+			dep, ok := ev.Object.(*appsv1.Deployment)
+			if !ok || len(dep.Spec.Template.Spec.Containers) == 0 {
+				continue
+			}
+			name := dep.Labels[app.LabelApp]
+			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+				if e.Name != "CHURN" {
+					continue
+				}
+				mu.Lock()
+				if pending[name] == e.Value {
+					latencies = append(latencies, time.Since(started[name]))
+					delete(pending, name)
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	end := time.Now().Add(d)
+	for i := 0; time.Now().Before(end); i++ {
+		name := benchApp(ns, i%n).Name
+		value := strconv.Itoa(i)
+		patch := fmt.Sprintf(`{"spec":{"env":[{"name":"CHURN","value":%q}]}}`, value)
+		mu.Lock()
+		pending[name], started[name] = value, time.Now()
+		mu.Unlock()
+		a := &appsv1alpha1.App{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+		if err := env.Client.Patch(b.Context(), a, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(interval) // the churn rate itself, not synchronisation
+	}
+	testkit.Eventually(b, time.Minute, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(pending) > 0 {
+			return fmt.Errorf("%d changes not yet on their Deployments", len(pending))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return len(latencies), percentile(latencies, 0.50), percentile(latencies, 0.99)
+}
+
+// percentile is the p-th (0..1] nearest-rank percentile of ds in
+// milliseconds; 0 when there are none. It sorts ds.
+func percentile(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	i := int(math.Ceil(p*float64(len(ds)))) - 1
+	return float64(ds[max(i, 0)]) / float64(time.Millisecond)
+}
+
+// report prints the run as a table, with the ratios Setpoint/baseline,
+// and writes it as JSON.
+func report(b *testing.B, r appsRun) {
+	sp, bl := r.Sides["setpoint"], r.Sides["baseline"]
+	var t strings.Builder
+	fmt.Fprintf(&t, "%d Apps on %s; client %s\n", r.Apps, r.Machine, r.Client)
+	fmt.Fprintf(&t, "  %-40s %12s %12s %8s\n", "", "setpoint", "baseline", "ratio")
+	row := func(name string, s, bv float64, format string) {
+		ratio := "-"
+		if bv != 0 {
+			ratio = fmt.Sprintf("%.2f", s/bv)
+		}
+		fmt.Fprintf(&t, "  %-40s %12s %12s %8s\n", name, fmt.Sprintf(format, s), fmt.Sprintf(format, bv), ratio)
+	}
+	row("converge, s", sp.ConvergeSeconds, bl.ConvergeSeconds, "%.1f")
+	row("API server writes while converging", sp.APIWrites.writes(), bl.APIWrites.writes(), "%.0f")
+	row("operator's own writes while converging", sp.OperatorWrites.writes(), bl.OperatorWrites.writes(), "%.0f")
+	row("CPU of all processes while converging, s", sp.CPU.total(), bl.CPU.total(), "%.1f")
+	row("churn p50, ms", sp.ChurnP50Millis, bl.ChurnP50Millis, "%.0f")
+	row("churn p99, ms", sp.ChurnP99Millis, bl.ChurnP99Millis, "%.0f")
+	row("operator CPU (converge + churn), s", sp.OperatorCPU, bl.OperatorCPU, "%.1f")
+	row("operator peak RSS, MiB", sp.OperatorPeakMiB, bl.OperatorPeakMiB, "%.0f")
+	row("writes of a full resync (must be 0)", sp.ResyncWrites.writes(), bl.ResyncWrites.writes(), "%.0f")
+	fmt.Fprintf(&t, "  churn samples: setpoint %d, baseline %d\n", sp.ChurnSamples, bl.ChurnSamples)
+	fmt.Fprintf(&t, "  direct creation of the same children: %.1f s (setpoint %.2fx, baseline %.2fx)\n",
+		r.DirectSeconds, sp.ConvergeSeconds/r.DirectSeconds, bl.ConvergeSeconds/r.DirectSeconds)
+	fmt.Fprintf(&t, "  API server writes: direct %s | baseline %s | setpoint %s\n", r.DirectAPIWrites, bl.APIWrites, sp.APIWrites)
+	fmt.Fprintf(&t, "  CPU, s: direct %s\n          baseline %s\n          setpoint %s", r.DirectCPU.cpu(), bl.CPU.cpu(), sp.CPU.cpu())
+	// Printed, not logged: the testing package cuts long benchmark logs.
+	fmt.Println(t.String())
+	if *resultsFlag == "" {
+		return
+	}
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(*resultsFlag, fmt.Sprintf("apps-%d.json", r.Apps))
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -275,46 +450,6 @@ func memTotal() string {
 	return fmt.Sprintf("%.0f GiB", kb/1024/1024)
 }
 
-// report prints the run as a table and writes it as JSON.
-func report(b *testing.B, r appConvergence) {
-	b.Logf(`App convergence, %d Apps (%s; client %s)
-  %-44s %10.1f s
-  %-44s %10.1f s   (ratio %.2f, goal <= 1.15)
-  %-44s %s
-  %-44s %s
-  %-44s %s
-  %-44s %s
-  %-44s %s
-  %-44s %10.1f s
-  %-44s %10.0f MiB
-  %-44s %10.0f      (%.0f passes)`,
-		r.Apps, r.Machine, r.Client,
-		"direct creation of the children, to available", r.DirectSeconds,
-		"Setpoint, Apps created to all Ready", r.SetpointSeconds, r.Ratio,
-		"API server writes, direct phase (all clients)", r.DirectAPIWrites,
-		"API server writes, Setpoint phase (all clients)", r.SetpointAPIWrites,
-		"operator's own writes", r.OperatorWrites,
-		"CPU seconds, direct phase", r.DirectCPU.cpu(),
-		"CPU seconds, Setpoint phase", r.SetpointCPU.cpu(),
-		"operator CPU", r.OperatorCPU,
-		"operator peak RSS", r.OperatorPeakMiB,
-		"writes of a full resync, nothing changed", r.ResyncWrites.writes(), r.ResyncPasses)
-	if *resultsFlag == "" {
-		return
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(*resultsFlag, fmt.Sprintf("app-convergence-%d.json", r.Apps))
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		b.Fatal(err)
-	}
-}
-
 // profile takes a CPU profile of the API server over the next seconds
 // into $BENCH_PPROF/apiserver-<phase>.pprof, when that is set (the plane
 // then runs with --profiling).
@@ -335,8 +470,8 @@ func profile(b *testing.B, phase string) {
 }
 
 // profile takes a CPU profile of the operator into
-// $BENCH_PPROF/setpoint.pprof, when that is set.
-func (p *operatorProcess) profile(b *testing.B) {
+// $BENCH_PPROF/<name>.pprof, when that is set.
+func (p *operatorProcess) profile(b *testing.B, name string) {
 	dir := os.Getenv("BENCH_PPROF")
 	if dir == "" {
 		return
@@ -347,6 +482,6 @@ func (p *operatorProcess) profile(b *testing.B) {
 			fmt.Fprintf(os.Stderr, "pprof: %v\n", err)
 			return
 		}
-		_ = os.WriteFile(filepath.Join(dir, "setpoint.pprof"), []byte(body), 0o644)
+		_ = os.WriteFile(filepath.Join(dir, name+".pprof"), []byte(body), 0o644)
 	}()
 }

@@ -5,23 +5,12 @@ import (
 	"os"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
 
-var scheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, appsv1alpha1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}()
+var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme)
 
 func TestMain(m *testing.M) {
 	// The package has only benchmarks: `go test ./...` without -bench

@@ -67,6 +67,15 @@ func (c counters) String() string {
 	return strings.Join(parts, ", ")
 }
 
+// total is the sum of all values.
+func (c counters) total() float64 {
+	var t float64
+	for _, v := range c {
+		t += v
+	}
+	return t
+}
+
 // cpu formats CPU seconds by component, largest first.
 func (c counters) cpu() string {
 	names := make([]string, 0, len(c))
@@ -148,24 +157,27 @@ type operatorProcess struct {
 	log     string
 }
 
-// startSetpoint runs bin/setpoint against the benchmark's control plane,
-// serving namespace ns, and waits until it is ready.
-func startSetpoint(b *testing.B, ns string, qps, burst, workers int) *operatorProcess {
+// startOperator runs an operator binary found like the control plane's
+// (bin/ of the checkout) against the benchmark's control plane, serving
+// namespace ns, and waits until it is ready. args come first (for
+// setpoint, "run").
+func startOperator(b *testing.B, binary string, args []string, ns string, qps, burst, workers int) *operatorProcess {
 	b.Helper()
-	bin, err := controlplane.FindBinary("setpoint")
+	bin, err := controlplane.FindBinary(binary)
 	if err != nil {
-		b.Fatalf("%v (run `make build`)", err)
+		b.Fatalf("%v (run `make build bench-tools`)", err)
 	}
 	metricsAddr, probeAddr, pprofAddr := testkit.FreeAddr(b), testkit.FreeAddr(b), testkit.FreeAddr(b)
-	logPath := filepath.Join(b.TempDir(), "setpoint.log")
+	logPath := filepath.Join(b.TempDir(), binary+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "run", "--log-level", "error",
+	args = append(append([]string{}, args...),
 		"--kubeconfig", testkit.Env(b).ControlPlane.KubeconfigPath, "--namespace", ns,
 		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr,
 		"--kube-api-qps", strconv.Itoa(qps), "--kube-api-burst", strconv.Itoa(burst), "--workers", strconv.Itoa(workers))
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -148,7 +149,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	}
 
 	// etcd
-	clientPort, peerPort := freePort(), freePort()
+	clientPort, peerPort := FreePort(), FreePort()
 	if clientPort == 0 || peerPort == 0 {
 		return errors.New("no free loopback port for etcd")
 	}
@@ -181,7 +182,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 	// kube-apiserver
 	port := c.opts.APIServerPort
 	if port == 0 {
-		port = freePort()
+		port = FreePort()
 	}
 	c.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(port)
 	apiArgs := []string{
@@ -250,7 +251,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		"--kube-api-burst=2000",
 	}
 	if c.opts.ControllerManager {
-		kcmPort := freePort()
+		kcmPort := FreePort()
 		args := append(append([]string{}, kubeClientArgs...),
 			"--secure-port="+strconv.Itoa(kcmPort),
 			"--cert-dir="+filepath.Join(c.dir, "controller-manager"),
@@ -279,7 +280,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		}
 	}
 	if c.opts.Scheduler {
-		schedPort := freePort()
+		schedPort := FreePort()
 		args := append(append([]string{}, kubeClientArgs...),
 			"--secure-port="+strconv.Itoa(schedPort),
 			"--cert-dir="+filepath.Join(c.dir, "scheduler"),
@@ -295,7 +296,7 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		}
 	}
 	if c.opts.Nodes > 0 {
-		kwokPort := freePort()
+		kwokPort := FreePort()
 		args := []string{
 			"--kubeconfig=" + c.KubeconfigPath,
 			"--config=" + bins[KwokStagesFile],
@@ -427,10 +428,21 @@ func httpOK(client *http.Client, url string) error {
 	return nil
 }
 
-// freePort asks the kernel for a free loopback port. Another process could
-// take it before the component binds it; on loopback in a test run that is
-// rare, and the component's exit is then reported with its log.
-func freePort() int {
+// FreePort finds a free loopback port for a component to listen on. It
+// picks below Linux's ephemeral range (32768 and up by default), because
+// the kernel hands ports from that range to outgoing connections: with
+// several control planes busy on one machine, a port found free there was
+// sometimes taken by a client socket before etcd could bind it.
+func FreePort() int {
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0

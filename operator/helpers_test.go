@@ -7,7 +7,6 @@ import (
 
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -140,31 +139,11 @@ func get[T client.Object](t *testing.T, obj T) T {
 }
 
 // eventsFor lists "Type Reason: message" of the Events about an object.
-func eventsFor(t *testing.T, obj client.Object) []string {
-	t.Helper()
-	list, err := testkit.Env(t).Clientset.CoreV1().Events(obj.GetNamespace()).List(context.Background(),
-		metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(obj.GetUID())})
-	if err != nil {
-		t.Fatalf("list events: %v", err)
-	}
-	var out []string
-	for _, e := range list.Items {
-		out = append(out, e.Type+" "+e.Reason+": "+e.Message)
-	}
-	return out
-}
+func eventsFor(t *testing.T, obj client.Object) []string { return testkit.Events(t, obj) }
 
 func waitEvent(t *testing.T, obj client.Object, substr string) {
 	t.Helper()
-	testkit.Eventually(t, wait, func() error {
-		evs := eventsFor(t, obj)
-		for _, e := range evs {
-			if strings.Contains(e, substr) {
-				return nil
-			}
-		}
-		return fmt.Errorf("no event with %q among %v", substr, evs)
-	})
+	testkit.WaitEvent(t, obj, substr, wait)
 }
 
 var errBoom = errors.New("boom")

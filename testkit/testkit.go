@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -57,6 +57,19 @@ type settings struct {
 // and n simulated nodes.
 func WithControlPlane(o controlplane.Options) Option {
 	return func(s *settings) { s.cp = o }
+}
+
+// NewScheme returns a scheme with client-go's types and those of adders
+// (for example a CRD package's AddToScheme). It panics on an error, which
+// is a programming mistake.
+func NewScheme(adders ...func(*runtime.Scheme) error) *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range append([]func(*runtime.Scheme) error{clientgoscheme.AddToScheme}, adders...) {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
 }
 
 // WithScheme sets the scheme of Environment.Client (default: client-go's
@@ -235,12 +248,11 @@ func Poll(ctx context.Context, timeout time.Duration, cond func() error) error {
 // a test starts, such as an operator's metrics or probe endpoint.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	port := controlplane.FreePort()
+	if port == 0 {
+		t.Fatal("no free loopback port")
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return "127.0.0.1:" + strconv.Itoa(port)
 }
 
 // HTTPGet fetches url and returns its body, or an error naming the status
@@ -270,5 +282,36 @@ func EventuallyGone(t testing.TB, c client.Client, obj client.Object, timeout ti
 			return nil
 		}
 		return fmt.Errorf("%T %s still exists (%v)", obj, key, err)
+	})
+}
+
+// Events lists "Type Reason: message" of the Events about obj (found by
+// its UID), oldest first as the API server returns them.
+func Events(t testing.TB, obj client.Object) []string {
+	t.Helper()
+	list, err := Env(t).Clientset.CoreV1().Events(obj.GetNamespace()).List(context.Background(),
+		metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(obj.GetUID())})
+	if err != nil {
+		t.Fatalf("list events: %v", err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		out = append(out, e.Type+" "+e.Reason+": "+e.Message)
+	}
+	return out
+}
+
+// WaitEvent waits until obj has an Event whose "Type Reason: message"
+// contains substr.
+func WaitEvent(t testing.TB, obj client.Object, substr string, timeout time.Duration) {
+	t.Helper()
+	Eventually(t, timeout, func() error {
+		evs := Events(t, obj)
+		for _, e := range evs {
+			if strings.Contains(e, substr) {
+				return nil
+			}
+		}
+		return fmt.Errorf("no event with %q among %v", substr, evs)
 	})
 }

@@ -2,21 +2,18 @@ package app
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
-	"hash"
 	"slices"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
-
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 // Kinds of configuration an App can reference.
 const (
-	KindConfigMap = "ConfigMap"
-	KindSecret    = "Secret"
+	KindConfigMap = configdata.KindConfigMap
+	KindSecret    = configdata.KindSecret
 )
 
 // ConfigRef is a ConfigMap or Secret the App's environment uses.
@@ -87,18 +84,6 @@ type Config struct {
 	Data  map[string][]byte
 }
 
-// ConfigMapData is a ConfigMap's content as Config data.
-func ConfigMapData(cm *corev1.ConfigMap) map[string][]byte {
-	out := make(map[string][]byte, len(cm.Data)+len(cm.BinaryData))
-	for k, v := range cm.Data {
-		out[k] = []byte(v)
-	}
-	for k, v := range cm.BinaryData {
-		out[k] = v
-	}
-	return out
-}
-
 // ConfigHash digests the referenced configuration: names, presence and
 // content, in a stable order. It is empty when there are no references,
 // so an App without any has no hash annotation at all.
@@ -110,9 +95,9 @@ func ConfigHash(configs []Config) string {
 	for _, c := range configs {
 		// Lengths before contents keep different splits of the same bytes
 		// from hashing alike.
-		writeField(h, c.Ref.Kind+"/"+c.Ref.Name)
+		configdata.WriteField(h, c.Ref.Kind+"/"+c.Ref.Name)
 		if !c.Found {
-			writeField(h, "\x00missing")
+			configdata.WriteField(h, "\x00missing")
 			continue
 		}
 		keys := make([]string, 0, len(c.Data))
@@ -121,16 +106,11 @@ func ConfigHash(configs []Config) string {
 		}
 		slices.Sort(keys)
 		for _, k := range keys {
-			writeField(h, k)
-			writeField(h, string(c.Data[k]))
+			configdata.WriteField(h, k)
+			configdata.WriteField(h, string(c.Data[k]))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]
-}
-
-func writeField(h hash.Hash, s string) {
-	_, _ = h.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(s))))
-	_, _ = h.Write([]byte(s))
 }
 
 // Missing lists the required references that do not exist.

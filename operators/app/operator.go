@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,13 +9,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 // Setup registers the App operator's handlers on op, whose scheme must
@@ -108,28 +107,20 @@ func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *op
 
 // configs reads the referenced ConfigMaps and Secrets from the cache.
 func (r *reconciler) configs(ctx context.Context, app *v1alpha1.App) ([]Config, error) {
+	return ReadConfigs(ctx, r.c, app)
+}
+
+// ReadConfigs reads the ConfigMaps and Secrets the App references, for
+// ConfigHash and Missing; a missing one is returned as not Found.
+func ReadConfigs(ctx context.Context, c client.Reader, app *v1alpha1.App) ([]Config, error) {
 	refs := ConfigRefs(app)
 	out := make([]Config, 0, len(refs))
 	for _, ref := range refs {
-		c := Config{Ref: ref}
-		key := client.ObjectKey{Namespace: app.Namespace, Name: ref.Name}
-		var err error
-		switch ref.Kind {
-		case KindConfigMap:
-			cm := &corev1.ConfigMap{}
-			if err = r.c.Get(ctx, key, cm); err == nil {
-				c.Found, c.Data = true, ConfigMapData(cm)
-			}
-		case KindSecret:
-			s := &corev1.Secret{}
-			if err = r.c.Get(ctx, key, s); err == nil {
-				c.Found, c.Data = true, s.Data
-			}
+		data, found, err := configdata.Read(ctx, c, ref.Kind, app.Namespace, ref.Name)
+		if err != nil {
+			return nil, err
 		}
-		if err != nil && !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("read %s %s/%s: %w", ref.Kind, app.Namespace, ref.Name, err)
-		}
-		out = append(out, c)
+		out = append(out, Config{Ref: ref, Found: found, Data: data})
 	}
 	return out, nil
 }

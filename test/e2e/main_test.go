@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -25,15 +23,7 @@ import (
 // wait bounds every condition the scenarios poll for.
 const wait = 60 * time.Second
 
-var scheme = func() *runtime.Scheme {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, appsv1alpha1.AddToScheme} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}()
+var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme)
 
 func TestMain(m *testing.M) {
 	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Full(2)), testkit.WithScheme(scheme)))
