@@ -92,8 +92,12 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 	if k.children != nil {
 		convergeErr = d.retryable(d.converge(ctx, u, obj), log)
 	}
+	again, levelErr := d.reconcileLevel(ctx, u, obj, log)
 	res, err := d.changes(ctx, u, obj, log)
-	return res, errors.Join(convergeErr, err)
+	if again > 0 && (res.RequeueAfter == 0 || again < res.RequeueAfter) {
+		res.RequeueAfter = again
+	}
+	return res, errors.Join(convergeErr, levelErr, err)
 }
 
 // retryable logs the permanent parts of err (they wait for the object to

@@ -101,6 +101,8 @@ type Kind[T client.Object] struct {
 	daemons  []*daemonSpec[T]
 	children *childrenSpec[T]
 	related  []func(controller.Controller) error
+	// reconcilers are the level-triggered handlers (Reconcile).
+	reconcilers []ReconcileFunc[T]
 
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran

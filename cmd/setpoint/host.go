@@ -21,6 +21,7 @@ import (
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	"github.com/setpoint-dev/setpoint/operators/app"
+	"github.com/setpoint-dev/setpoint/operators/reloader"
 )
 
 // builtin is an operator shipped in the setpoint binary. Each one brings
@@ -31,18 +32,27 @@ type builtin struct {
 	name   string
 	scheme func(*runtime.Scheme) error
 	crds   func() []*apiextensionsv1.CustomResourceDefinition
-	setup  func(*operator.Operator) error
+	setup  func(*operator.Operator, hostOptions) error
 }
 
 // builtins is the list `setpoint dev` and `setpoint run` start.
-// CeleryCluster and the config reloader join it as they land.
+// CeleryCluster joins it when it lands.
 var builtins = []builtin{{
 	name:   "app",
 	scheme: appsv1alpha1.AddToScheme,
 	crds: func() []*apiextensionsv1.CustomResourceDefinition {
 		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps")}
 	},
-	setup: app.Setup,
+	setup: func(op *operator.Operator, _ hostOptions) error { return app.Setup(op) },
+}, {
+	name: "reloader",
+	setup: func(op *operator.Operator, o hostOptions) error {
+		quiet := o.reloaderQuiet
+		if quiet == 0 {
+			quiet = -1 // the flag's 0 means "at once"; the library's 0 means its default
+		}
+		return reloader.Setup(op, reloader.Options{Strategy: reloader.Strategy(o.reloaderStrategy), Quiet: quiet})
+	},
 }}
 
 func builtinNames() []string {
@@ -122,6 +132,9 @@ type hostOptions struct {
 	burst         int
 	workers       int
 	operators     []string
+
+	reloaderStrategy string
+	reloaderQuiet    time.Duration
 }
 
 func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string, qps float32, burst int) {
@@ -133,6 +146,9 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", metricsAddr, `address of the Prometheus /metrics endpoint ("0" turns it off)`)
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", probeAddr, `address of the /healthz and /readyz endpoints ("0" turns them off)`)
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", `address of Go's /debug/pprof/ profiles ("0": off)`)
+	fs.StringVar(&o.reloaderStrategy, "reloader-strategy", string(reloader.StrategyAnnotation),
+		`how the reloader rolls a workload: "annotation" (a hash in a pod-template annotation) or "env" (a hash in an env var of the containers that use the object); a workload's `+reloader.AnnotationStrategy+` annotation overrides it`)
+	fs.DurationVar(&o.reloaderQuiet, "reloader-quiet", reloader.DefaultQuiet, "how long a workload's configuration must stay unchanged before the reloader rolls it, so a burst of edits rolls once (0: at once)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
 }
 
@@ -180,7 +196,7 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		return err
 	}
 	for _, b := range ops {
-		if err := b.setup(op); err != nil {
+		if err := b.setup(op, o); err != nil {
 			return fmt.Errorf("set up %s operator: %w", b.name, err)
 		}
 	}
