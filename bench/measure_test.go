@@ -183,7 +183,15 @@ func startOperator(b *testing.B, binary string, args []string, ns string, qps, b
 		b.Fatal(err)
 	}
 	p := &operatorProcess{cmd: cmd, metrics: "http://" + metricsAddr + "/metrics", pprof: "http://" + pprofAddr + "/debug/pprof/", log: logPath}
-	b.Cleanup(p.stop)
+	b.Cleanup(func() {
+		p.stop()
+		if b.Failed() {
+			// The log goes with the temporary directory: show its end.
+			data, _ := os.ReadFile(logPath)
+			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+			b.Logf("%s log, last lines:\n%s", binary, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+		}
+	})
 	testkit.Eventually(b, time.Minute, func() error {
 		_, err := testkit.HTTPGet("http://" + probeAddr + "/readyz")
 		return err

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -18,29 +19,50 @@ import (
 //	})
 //	...
 //	deployments, err := users.Lookup(ctx, cm.Namespace+"/"+cm.Name)
+//
+// The index lives on the same cache as Watch (objects kept as
+// unstructured), so indexing a kind that is also watched does not cache
+// it a second time.
 type Index[T client.Object] struct {
 	op    *Operator
 	field string
 	keys  func(T) []string
 	newT  func() T
-	list  schema.GroupVersionKind
+	gvk   schema.GroupVersionKind
 }
 
 // NewIndex registers an index named name over kind T (a pointer type in
-// the operator's scheme). keys returns the keys an object is found under.
+// the operator's scheme). keys returns the keys an object is found under;
+// an object that does not decode into T is found under none.
 func NewIndex[T client.Object](op *Operator, name string, keys func(T) []string) *Index[T] {
 	newT, gvk := typeOf[T](op, "NewIndex")
-	ix := &Index[T]{op: op, field: "setpoint.dev/index." + name, keys: keys, newT: newT, list: gvk.GroupVersion().WithKind(gvk.Kind + "List")}
-	if !op.opts.Scheme.Recognizes(ix.list) {
-		panic(fmt.Sprintf("setpoint: the scheme has no %s for index %s", ix.list.Kind, name))
-	}
+	ix := &Index[T]{op: op, field: "setpoint.dev/index." + name, keys: keys, newT: newT, gvk: gvk}
 	op.register(ix)
 	return ix
 }
 
+func (ix *Index[T]) proto() client.Object {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(ix.gvk)
+	return u
+}
+
+func (ix *Index[T]) decode(u *unstructured.Unstructured) (T, bool) {
+	t := ix.newT()
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, t); err != nil {
+		return t, false
+	}
+	t.GetObjectKind().SetGroupVersionKind(ix.gvk)
+	return t, true
+}
+
 func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {
-	err := op.mgr.GetFieldIndexer().IndexField(ctx, ix.newT(), ix.field, func(o client.Object) []string {
-		t, ok := o.(T)
+	err := op.mgr.GetFieldIndexer().IndexField(ctx, ix.proto(), ix.field, func(o client.Object) []string {
+		u, ok := o.(*unstructured.Unstructured)
+		if !ok {
+			return nil
+		}
+		t, ok := ix.decode(u)
 		if !ok {
 			return nil
 		}
@@ -49,44 +71,22 @@ func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {
 	if err != nil {
 		return fmt.Errorf("index %s: %w", ix.field, err)
 	}
-	op.watch(func() client.Object { return ix.newT() })
+	op.watch(ix.proto)
 	return nil
 }
 
 // Lookup returns the objects indexed under key.
 func (ix *Index[T]) Lookup(ctx context.Context, key string) ([]T, error) {
-	obj, err := ix.op.opts.Scheme.New(ix.list)
-	if err != nil {
-		return nil, fmt.Errorf("index %s: %w", ix.field, err)
-	}
-	list, ok := obj.(client.ObjectList)
-	if !ok {
-		return nil, fmt.Errorf("index %s: %s is not a list", ix.field, ix.list.Kind)
-	}
-	if err := ix.op.mgr.GetCache().List(ctx, list, client.MatchingFields{ix.field: key}); err != nil {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(ix.gvk.GroupVersion().WithKind(ix.gvk.Kind + "List"))
+	if err := ix.op.mgr.GetCache().List(ctx, list, client.MatchingFields{ix.field: key}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("index %s lookup %q: %w", ix.field, key, err)
 	}
-	items, err := metaItems(list)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]T, 0, len(items))
-	for _, it := range items {
-		if t, ok := it.(T); ok {
+	out := make([]T, 0, len(list.Items))
+	for i := range list.Items {
+		if t, ok := ix.decode(&list.Items[i]); ok {
 			out = append(out, t)
 		}
-	}
-	return out, nil
-}
-
-func metaItems(list client.ObjectList) ([]any, error) {
-	objs, err := apimeta.ExtractList(list)
-	if err != nil {
-		return nil, fmt.Errorf("extract list: %w", err)
-	}
-	out := make([]any, len(objs))
-	for i, o := range objs {
-		out[i] = o
 	}
 	return out, nil
 }
