@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests need, when they are missing.
 # A clean machine has Go and apt-get only; everything else comes from here
-# or from `make tools`. Later operators add their brokers to PACKAGES.
+# or from `make tools`.
 set -euo pipefail
 
-# command-to-check:debian-package
+# have CHECK: whether what a package gives is there. Paths, not PATH
+# lookups, where the binary lives in /usr/sbin (not on every user's PATH).
+have() { eval "$1" >/dev/null 2>&1; }
+
+# check|debian-package
 PACKAGES=(
-  "gcc:gcc" # cgo, which the race detector of `go test -race` needs
+  "command -v gcc|gcc"                              # cgo, which the race detector of `go test -race` needs
+  "test -x /usr/bin/redis-server|redis-server"      # Celery broker tests
+  "test -x /usr/sbin/rabbitmq-server|rabbitmq-server"
+  "/usr/bin/python3 -c 'import celery, redis'|python3-celery python3-redis" # the real Celery client and worker
 )
 
 missing=()
 for entry in "${PACKAGES[@]}"; do
-  cmd=${entry%%:*} pkg=${entry##*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  check=${entry%%|*} pkgs=${entry#*|}
+  have "$check" || missing+=($pkgs)
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
@@ -24,4 +31,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
+# Debian starts a package's service on install; the tests run their own
+# private servers, so keep the system-wide ones from starting.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e $policy ]; then
+  printf '#!/bin/sh\nexit 101\n' | $sudo tee $policy >/dev/null && $sudo chmod +x $policy
+  trap '$sudo rm -f $policy' EXIT
+fi
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,75 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Backlog is the work waiting in one queue.
+type Backlog struct {
+	// Ready messages wait for a worker.
+	Ready int64
+	// Unacked messages were delivered to a worker that has not
+	// acknowledged them (prefetched, or running with acks_late).
+	Unacked int64
+	// UnackedKnown is false when the broker mode cannot see Unacked
+	// (RabbitMQ without a management API URL).
+	UnackedKnown bool
+}
+
+// Total is all the work in the queue: what the autoscaler scales on.
+func (b Backlog) Total() int64 { return b.Ready + b.Unacked }
+
+// Prober reads backlogs from one broker. It is safe for concurrent use.
+type Prober interface {
+	// Backlog returns the backlog of each queue.
+	Backlog(ctx context.Context, queues []string) (map[string]Backlog, error)
+	Close() error
+}
+
+// Options tune a Prober.
+type Options struct {
+	// ManagementURL is RabbitMQ's management API
+	// (http://user:pass@host:15672), for unacknowledged counts.
+	ManagementURL string
+}
+
+// Open returns the Prober for a Celery broker URL.
+func Open(brokerURL string, opts Options) (Prober, error) {
+	u, err := url.Parse(brokerURL)
+	if err != nil {
+		// url's error repeats the input, password and all.
+		return nil, fmt.Errorf("broker URL is not a URL")
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		return openRedis(u)
+	case "amqp", "amqps", "pyamqp":
+		return openAMQP(u, opts.ManagementURL)
+	}
+	return nil, fmt.Errorf("broker URL %s: unsupported scheme %q (want redis, rediss, amqp or amqps)", Redact(brokerURL), u.Scheme)
+}
+
+// Redact returns a URL with its password replaced, for errors, logs,
+// status and Events.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	return u.Redacted()
+}
+
+// redactErr replaces the broker URL's password wherever a client library
+// repeated it in an error.
+func redactErr(err error, u *url.URL) error {
+	if err == nil {
+		return nil
+	}
+	if p, ok := u.User.Password(); ok && p != "" {
+		return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), p, "xxxxx"))
+	}
+	return err
+}
