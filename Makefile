@@ -13,6 +13,8 @@ TEST_FLAGS ?=
 # BENCH_APPS=5000; more flags in BENCH_FLAGS, e.g. BENCH_FLAGS=-churn=2m.
 BENCH_APPS ?= 100,1000
 BENCH_FLAGS ?=
+# Which of bench/'s benchmarks run (a -bench pattern), e.g. BENCH=Apps.
+BENCH ?= .
 # Flags for `setpoint dev`, e.g. DEV_FLAGS='--nodes 3 --data-dir .setpoint'.
 DEV_FLAGS ?=
 
@@ -51,9 +53,9 @@ test: deps tools check-generated ## Install what the tests need, build the tools
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B), then Setpoint against a plain controller-runtime App operator (bench/, sizes BENCH_APPS).
+bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B), then bench/'s: Setpoint against a plain controller-runtime App operator (sizes BENCH_APPS) and the reloader with 5,000 Deployments.
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m $$($(GO) list ./... | grep -v '/bench')
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)
 
 .PHONY: bench-tools
 bench-tools: ## Build bin/setpoint-baseline, the plain controller-runtime App operator the benchmarks compare with.

@@ -189,6 +189,15 @@ func (r *reloader) settle(id, target string) time.Duration {
 	now := r.opts.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if len(r.pending) > 10000 {
+		// Workloads deleted while a roll waited are never passed over
+		// again: forget what is long overdue.
+		for k, p := range r.pending {
+			if now.Sub(p.firstChange) > 20*q {
+				delete(r.pending, k)
+			}
+		}
+	}
 	p, ok := r.pending[id]
 	switch {
 	case !ok:
