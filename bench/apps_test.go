@@ -205,65 +205,29 @@ func churn(b *testing.B, ns string, n int, d time.Duration) (int, float64, float
 	b.Helper()
 	env := testkit.Env(b)
 	interval := time.Duration(float64(time.Minute) / (float64(n) / 10))
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.Context())
-	defer cancel()
-	w, err := wc.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
-	var mu sync.Mutex
-	pending := map[string]string{}    // App -> value being rolled out
-	started := map[string]time.Time{} // App -> when its change was sent
-	var latencies []time.Duration
-	go func() {
-		for ev := range w.ResultChan() {
-			dep, ok := ev.Object.(*appsv1.Deployment)
-			if !ok || len(dep.Spec.Template.Spec.Containers) == 0 {
-				continue
-			}
-			name := dep.Labels[app.LabelApp]
-			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
-				if e.Name != "CHURN" {
-					continue
+	t := trackDeployments(b, ns, func(dep *appsv1.Deployment) (string, string) {
+		for _, c := range dep.Spec.Template.Spec.Containers {
+			for _, e := range c.Env {
+				if e.Name == "CHURN" {
+					return dep.Labels[app.LabelApp], e.Value
 				}
-				mu.Lock()
-				if pending[name] == e.Value {
-					latencies = append(latencies, time.Since(started[name]))
-					delete(pending, name)
-				}
-				mu.Unlock()
 			}
 		}
-	}()
+		return "", ""
+	})
 	end := time.Now().Add(d)
 	for i := 0; time.Now().Before(end); i++ {
 		name := benchApp(ns, i%n).Name
 		value := strconv.Itoa(i)
 		patch := fmt.Sprintf(`{"spec":{"env":[{"name":"CHURN","value":%q}]}}`, value)
-		mu.Lock()
-		pending[name], started[name] = value, time.Now()
-		mu.Unlock()
+		t.sent(name, value)
 		a := &appsv1alpha1.App{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
 		if err := env.Client.Patch(b.Context(), a, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 			b.Fatal(err)
 		}
 		time.Sleep(interval) // the churn rate itself, not synchronisation
 	}
-	testkit.Eventually(b, time.Minute, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(pending) > 0 {
-			return fmt.Errorf("%d changes not yet on their Deployments", len(pending))
-		}
-		return nil
-	})
-	mu.Lock()
-	defer mu.Unlock()
+	latencies := t.wait(b, time.Minute)
 	return len(latencies), percentile(latencies, 0.50), percentile(latencies, 0.99)
 }
 

@@ -3,18 +3,23 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/testkit"
@@ -318,4 +323,75 @@ func waitQuiet(b *testing.B) {
 		}
 		last = now
 	}
+}
+
+// tracker times changes from when they are sent until a watch of a
+// namespace's Deployments shows them.
+type tracker struct {
+	mu      sync.Mutex
+	pending map[string]sentChange // key -> the change waited for
+	done    []time.Duration
+}
+
+type sentChange struct {
+	value string
+	at    time.Time
+}
+
+// trackDeployments watches ns's Deployments until the benchmark ends;
+// observe says which key a Deployment stands for and the value it shows.
+func trackDeployments(b *testing.B, ns string, observe func(*appsv1.Deployment) (key, value string)) *tracker {
+	b.Helper()
+	wc, err := client.NewWithWatch(testkit.Env(b).Config, client.Options{Scheme: scheme})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	w, err := wc.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
+	if err != nil {
+		cancel()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { w.Stop(); cancel() })
+	t := &tracker{pending: map[string]sentChange{}}
+	go func() {
+		for ev := range w.ResultChan() {
+			d, ok := ev.Object.(*appsv1.Deployment)
+			if !ok {
+				continue
+			}
+			key, value := observe(d)
+			t.mu.Lock()
+			if c, ok := t.pending[key]; ok && c.value == value {
+				t.done = append(t.done, time.Since(c.at))
+				delete(t.pending, key)
+			}
+			t.mu.Unlock()
+		}
+	}()
+	return t
+}
+
+// sent records that key's change to value was sent now.
+func (t *tracker) sent(key, value string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending[key] = sentChange{value: value, at: time.Now()}
+}
+
+// wait waits until every change sent has been seen and returns the
+// latencies.
+func (t *tracker) wait(b *testing.B, timeout time.Duration) []time.Duration {
+	b.Helper()
+	testkit.Eventually(b, timeout, func() error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if len(t.pending) > 0 {
+			return fmt.Errorf("%d changes not yet on their Deployments", len(t.pending))
+		}
+		return nil
+	})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.done)
 }

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 	"github.com/setpoint-dev/setpoint/operators/reloader"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
@@ -139,58 +138,23 @@ func reloaderObjects(ns string, i int) (*corev1.ConfigMap, *appsv1.Deployment) {
 func sampleReloads(b *testing.B, ns string, first, count int) []time.Duration {
 	b.Helper()
 	env := testkit.Env(b)
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(b.Context())
-	defer cancel()
-	w, err := wc.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
-	var mu sync.Mutex
-	sent := map[string]time.Time{}
-	var lat []time.Duration
-	go func() {
-		for ev := range w.ResultChan() {
-			d, ok := ev.Object.(*appsv1.Deployment)
-			if !ok || d.Spec.Template.Annotations[reloader.AnnotationConfigHash] == "" {
-				continue
-			}
-			mu.Lock()
-			if at, ok := sent[d.Name]; ok {
-				lat = append(lat, time.Since(at))
-				delete(sent, d.Name)
-			}
-			mu.Unlock()
-		}
-	}()
+	t := trackDeployments(b, ns, func(d *appsv1.Deployment) (string, string) {
+		return d.Name, d.Spec.Template.Annotations[reloader.AnnotationConfigHash]
+	})
 	tick := time.NewTicker(100 * time.Millisecond) // the update rate, not synchronisation
 	defer tick.Stop()
 	for i := first; i < first+count; i++ {
 		<-tick.C
 		cm, _ := reloaderObjects(ns, i)
 		cm.Data["GREETING"] = "hi"
-		mu.Lock()
-		sent[cm.Name] = time.Now()
-		mu.Unlock()
+		// The hash the roll writes is the digest of the new content.
+		hash := reloader.Hashes{"ConfigMap/" + cm.Name: configdata.Digest(configdata.FromConfigMap(cm), nil)}.Combined()
+		t.sent(cm.Name, hash)
 		if err := env.Client.Update(b.Context(), cm); err != nil {
 			b.Fatal(err)
 		}
 	}
-	testkit.Eventually(b, 3*time.Minute, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(sent) > 0 {
-			return fmt.Errorf("%d updates not yet in their pod templates", len(sent))
-		}
-		return nil
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	return lat
+	return t.wait(b, 3*time.Minute)
 }
 
 func reportReloader(b *testing.B, r reloaderResult) {

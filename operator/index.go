@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -48,12 +47,8 @@ func (ix *Index[T]) proto() client.Object {
 }
 
 func (ix *Index[T]) decode(u *unstructured.Unstructured) (T, bool) {
-	t := ix.newT()
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, t); err != nil {
-		return t, false
-	}
-	t.GetObjectKind().SetGroupVersionKind(ix.gvk)
-	return t, true
+	t, err := decodeAs(u, ix.newT, ix.gvk)
+	return t, err == nil
 }
 
 func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {

@@ -242,11 +242,16 @@ func (k *Kind[T]) predicatesMatch(obj T) bool {
 }
 
 func (k *Kind[T]) decode(u *unstructured.Unstructured) (T, error) {
-	obj := k.newT()
+	return decodeAs(u, k.newT, k.gvk)
+}
+
+// decodeAs converts an object of the cache into its Go type.
+func decodeAs[T client.Object](u *unstructured.Unstructured, newT func() T, gvk schema.GroupVersionKind) (T, error) {
+	obj := newT()
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
 		return obj, err
 	}
-	obj.GetObjectKind().SetGroupVersionKind(k.gvk)
+	obj.GetObjectKind().SetGroupVersionKind(gvk)
 	return obj, nil
 }
 

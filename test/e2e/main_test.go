@@ -54,9 +54,24 @@ func installCRDs(t *testing.T) {
 func startApps(t *testing.T, ns string, wrap *testkit.WriteCounter, extra func(*operator.Operator)) {
 	t.Helper()
 	installCRDs(t)
+	op := newOperator(t, ns, wrap)
+	if err := app.Setup(op); err != nil {
+		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(op)
+	}
+	testkit.StartOperator(t, op)
+}
+
+// newOperator is an operator as `setpoint run` makes it, serving ns,
+// resyncing every second, with its client's writes counted by writes
+// (nil: not counted).
+func newOperator(t *testing.T, ns string, writes *testkit.WriteCounter) *operator.Operator {
+	t.Helper()
 	cfg := testkit.Env(t).Config
-	if wrap != nil {
-		cfg = wrap.Wrap(cfg)
+	if writes != nil {
+		cfg = writes.Wrap(cfg)
 	}
 	op, err := operator.New(cfg, operator.Options{
 		Name: "setpoint", Scheme: scheme, Namespaces: []string{ns},
@@ -65,13 +80,7 @@ func startApps(t *testing.T, ns string, wrap *testkit.WriteCounter, extra func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := app.Setup(op); err != nil {
-		t.Fatal(err)
-	}
-	if extra != nil {
-		extra(op)
-	}
-	testkit.StartOperator(t, op)
+	return op
 }
 
 // applyFile applies every document of a YAML file into ns, the way

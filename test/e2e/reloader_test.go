@@ -12,7 +12,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/configdata"
 	"github.com/setpoint-dev/setpoint/operators/reloader"
 	"github.com/setpoint-dev/setpoint/testkit"
@@ -22,17 +21,7 @@ import (
 // with its writes counted by writes (nil: not counted).
 func startReloader(t *testing.T, ns string, writes *testkit.WriteCounter, opts reloader.Options) {
 	t.Helper()
-	cfg := testkit.Env(t).Config
-	if writes != nil {
-		cfg = writes.Wrap(cfg)
-	}
-	op, err := operator.New(cfg, operator.Options{
-		Name: "setpoint", Scheme: scheme, Namespaces: []string{ns},
-		MetricsAddr: "0", ProbeAddr: "0", SyncPeriod: time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	op := newOperator(t, ns, writes)
 	if err := reloader.Setup(op, opts); err != nil {
 		t.Fatal(err)
 	}

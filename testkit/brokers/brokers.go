@@ -44,10 +44,17 @@ func find(name string) (string, error) {
 	return "", fmt.Errorf("%s: %w", name, ErrMissing)
 }
 
-// start runs a server in its own process group, in the directory of
-// logPath and logging there, with
-// a parent-death signal so a killed test leaves nothing behind.
-func start(bin string, args, env []string, logPath string) (*exec.Cmd, error) {
+// proc is a server or worker started by this package.
+type proc struct {
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when it has exited
+}
+
+// start runs bin in its own process group, in the directory of logPath
+// and logging there, with a parent-death signal so a killed test leaves
+// nothing behind.
+func start(bin string, args, env []string, logPath string) (*proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -61,26 +68,31 @@ func start(bin string, args, env []string, logPath string) (*exec.Cmd, error) {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
-	go func() { _ = cmd.Wait(); f.Close() }()
-	return cmd, nil
+	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	return p, nil
 }
 
 // waitFor polls ready until it succeeds, the deadline passes or the
 // process exits; the error quotes the end of the log.
-func waitFor(cmd *exec.Cmd, logPath string, timeout time.Duration, ready func() error) error {
+func (p *proc) waitFor(timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
 	var err error
 	for time.Now().Before(deadline) {
 		if err = ready(); err == nil {
 			return nil
 		}
-		if cmd.ProcessState != nil {
-			break
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited (%v); log:\n%s", filepath.Base(p.cmd.Path), err, tail(p.log, 20))
+		case <-time.After(100 * time.Millisecond):
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s not ready after %s (%v); log:\n%s", filepath.Base(cmd.Path), timeout, err, tail(logPath, 20))
+	return fmt.Errorf("%s not ready after %s (%v); log:\n%s", filepath.Base(p.cmd.Path), timeout, err, tail(p.log, 20))
 }
+
+// kill ends the process group at once.
+func (p *proc) kill() { _ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
 
 func tail(path string, n int) string {
 	data, err := os.ReadFile(path)
@@ -95,7 +107,7 @@ func tail(path string, n int) string {
 type Redis struct {
 	// URL is its address as Celery's broker_url, database 0.
 	URL string
-	cmd *exec.Cmd
+	p   *proc
 }
 
 // StartRedis starts redis-server on a free loopback port, keeping nothing
@@ -107,12 +119,12 @@ func StartRedis(dir string) (*Redis, error) {
 	}
 	port := strconv.Itoa(controlplane.FreePort())
 	logPath := filepath.Join(dir, "redis.log")
-	cmd, err := start(bin, []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, nil, logPath)
+	p, err := start(bin, []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}, nil, logPath)
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{URL: "redis://127.0.0.1:" + port + "/0", cmd: cmd}
-	if err := waitFor(cmd, logPath, 20*time.Second, func() error { return redisPing("127.0.0.1:" + port) }); err != nil {
+	r := &Redis{URL: "redis://127.0.0.1:" + port + "/0", p: p}
+	if err := p.waitFor(20*time.Second, func() error { return redisPing("127.0.0.1:" + port) }); err != nil {
 		r.Stop()
 		return nil, err
 	}
@@ -140,11 +152,7 @@ func redisPing(addr string) error {
 }
 
 // Stop ends the server.
-func (r *Redis) Stop() {
-	if r.cmd.Process != nil {
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
+func (r *Redis) Stop() { r.p.kill() }
 
 // RabbitMQ is a running rabbitmq-server node of its own.
 type RabbitMQ struct {
@@ -154,7 +162,7 @@ type RabbitMQ struct {
 	ManagementURL string
 	node          string
 	env           []string
-	cmd           *exec.Cmd
+	p             *proc
 	epmdPort      string
 	dir           string
 }
@@ -210,18 +218,18 @@ func StartRabbitMQ() (*RabbitMQ, error) {
 		"ERL_CRASH_DUMP=" + filepath.Join(dir, "erl_crash.dump"),
 	}
 	logPath := filepath.Join(dir, "rabbitmq-server.log")
-	cmd, err := start(bin, nil, env, logPath)
+	p, err := start(bin, nil, env, logPath)
 	if err != nil {
 		return nil, err
 	}
-	r := &RabbitMQ{dir: dir,
+	r := &RabbitMQ{dir: dir, p: p,
 		URL:           fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d//", port),
 		ManagementURL: fmt.Sprintf("http://guest:guest@127.0.0.1:%d", mgmt),
-		node:          node, env: env, cmd: cmd, epmdPort: strconv.Itoa(epmd),
+		node:          node, env: env, epmdPort: strconv.Itoa(epmd),
 	}
 	// The management API answers last, once the node has booted.
 	overview := fmt.Sprintf("http://127.0.0.1:%d/api/overview", mgmt)
-	if err := waitFor(cmd, logPath, 90*time.Second, func() error {
+	if err := p.waitFor(90*time.Second, func() error {
 		req, _ := http.NewRequest(http.MethodGet, overview, nil)
 		req.SetBasicAuth("guest", "guest")
 		resp, err := http.DefaultClient.Do(req)
@@ -267,9 +275,7 @@ func (r *RabbitMQ) Stop() {
 		c.Env = append(os.Environ(), r.env...)
 		_ = c.Run()
 	}
-	if r.cmd.Process != nil {
-		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
-	}
+	r.p.kill()
 	if epmd, err := find("epmd"); err == nil {
 		_ = exec.Command(epmd, "-port", r.epmdPort, "-kill").Run()
 	}

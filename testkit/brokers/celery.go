@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -60,7 +59,7 @@ def sleep(seconds):
 
 // Worker is a running Celery worker.
 type Worker struct {
-	cmd *exec.Cmd
+	p   *proc
 	Log string
 }
 
@@ -75,14 +74,14 @@ func StartWorker(dir, brokerURL, queue string, prefetch int) (*Worker, error) {
 		return nil, err
 	}
 	logPath := filepath.Join(dir, "worker-"+queue+".log")
-	cmd, err := start(Python, []string{"-m", "celery", "--workdir", dir, "-A", "tasks", "worker", "-Q", queue, "--pool", "solo",
+	p, err := start(Python, []string{"-m", "celery", "--workdir", dir, "-A", "tasks", "worker", "-Q", queue, "--pool", "solo",
 		"--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"},
 		[]string{"SETPOINT_BROKER_URL=" + brokerURL, "SETPOINT_PREFETCH=" + strconv.Itoa(prefetch), "PYTHONPATH=" + dir}, logPath)
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{cmd: cmd, Log: logPath}
-	if err := waitFor(cmd, logPath, 60*time.Second, func() error {
+	w := &Worker{p: p, Log: logPath}
+	if err := p.waitFor(60*time.Second, func() error {
 		data, _ := os.ReadFile(logPath)
 		if !strings.Contains(string(data), " ready.") {
 			return fmt.Errorf("worker not ready")
@@ -96,8 +95,4 @@ func StartWorker(dir, brokerURL, queue string, prefetch int) (*Worker, error) {
 }
 
 // Stop kills the worker at once (a test need not wait for its tasks).
-func (w *Worker) Stop() {
-	if w.cmd.Process != nil {
-		_ = syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
+func (w *Worker) Stop() { w.p.kill() }
