@@ -111,10 +111,12 @@ type PoolType string
 // +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must not be above maxReplicas"
 // +kubebuilder:validation:XValidation:rule="self.minReplicas > 0 || self.scaleToZero",message="minReplicas 0 needs scaleToZero: true"
 type Pool struct {
-	// Name of the pool, a DNS label.
+	// Name of the pool, a DNS label; "beat" and "flower" name the other
+	// Deployments.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=22
 	// +kubebuilder:validation:Pattern=`^[a-z]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self != 'beat' && self != 'flower'",message="a pool may not be named beat or flower: those names are taken by the beat and Flower Deployments"
 	// +required
 	Name string `json:"name"`
 

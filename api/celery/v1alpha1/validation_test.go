@@ -58,6 +58,7 @@ func TestBadCeleryClustersAreRefused(t *testing.T) {
 			c.Spec.Pools = append(c.Spec.Pools, v1alpha1.Pool{Name: "other", Queues: []string{"celery", "mail"}, MaxReplicas: 2})
 		}, "each queue may be consumed by only one pool"},
 		{"duplicate pool", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools = append(c.Spec.Pools, c.Spec.Pools[0]) }, "Duplicate value"},
+		{"pool named beat", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].Name = "beat" }, "a pool may not be named beat or flower"},
 		{"unknown pool type", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].Pool = "fork" }, "spec.pools[0].pool: Unsupported value"},
 		{"zero target", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].TargetBacklog = -1 }, "spec.pools[0].targetBacklog"},
 		{"window too long", "c", func(c *v1alpha1.CeleryCluster) {
