@@ -168,6 +168,7 @@ func runSide(b *testing.B, sd side, n int) phase {
 	parallel(b, n, func(i int) error { return env.Client.Create(b.Context(), benchApp(ns, i)) })
 	waitAppsReady(b, ns, n)
 	ph.ConvergeSeconds = time.Since(start).Seconds()
+	op.heap(b, sd.Name)
 	ph.APIWrites = onlyWrites(apiserverRequests(b).minus(before))
 	ph.CPU = planeCPU(b).minus(cpuBefore)
 	ph.OperatorWrites = onlyWrites(op.requests(b).minus(opBefore))
@@ -431,6 +432,21 @@ func profile(b *testing.B, phase string) {
 		}
 		_ = os.WriteFile(filepath.Join(dir, "apiserver-"+phase+".pprof"), raw, 0o644)
 	}()
+}
+
+// heap saves the operator's heap profile (live objects after a GC) into
+// $BENCH_PPROF/<name>-heap.pprof, when that is set.
+func (p *operatorProcess) heap(b *testing.B, name string) {
+	dir := os.Getenv("BENCH_PPROF")
+	if dir == "" {
+		return
+	}
+	body, err := testkit.HTTPGet(p.pprof + "heap?gc=1")
+	if err != nil {
+		b.Logf("heap profile: %v", err)
+		return
+	}
+	_ = os.WriteFile(filepath.Join(dir, name+"-heap.pprof"), []byte(body), 0o644)
 }
 
 // profile takes a CPU profile of the operator into
