@@ -17,10 +17,12 @@ import (
 	"k8s.io/client-go/rest"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	"github.com/setpoint-dev/setpoint/operators/app"
+	"github.com/setpoint-dev/setpoint/operators/celery"
 	"github.com/setpoint-dev/setpoint/operators/reloader"
 )
 
@@ -36,7 +38,6 @@ type builtin struct {
 }
 
 // builtins is the list `setpoint dev` and `setpoint run` start.
-// CeleryCluster joins it when it lands.
 var builtins = []builtin{{
 	name:   "app",
 	scheme: appsv1alpha1.AddToScheme,
@@ -44,6 +45,13 @@ var builtins = []builtin{{
 		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps")}
 	},
 	setup: func(op *operator.Operator, _ hostOptions) error { return app.Setup(op) },
+}, {
+	name:   "celery",
+	scheme: celeryv1alpha1.AddToScheme,
+	crds: func() []*apiextensionsv1.CustomResourceDefinition {
+		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(celeryv1alpha1.GroupVersion.Group, "celeryclusters")}
+	},
+	setup: func(op *operator.Operator, _ hostOptions) error { return celery.Setup(op, celery.Options{}) },
 }, {
 	name: "reloader",
 	setup: func(op *operator.Operator, o hostOptions) error {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/operator"
@@ -23,7 +24,7 @@ import (
 // wait bounds every condition the scenarios poll for.
 const wait = 60 * time.Second
 
-var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme)
+var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme, celeryv1alpha1.AddToScheme)
 
 func TestMain(m *testing.M) {
 	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Full(2)), testkit.WithScheme(scheme)))
@@ -42,7 +43,9 @@ func installCRDs(t *testing.T) {
 	if installed.done {
 		return
 	}
-	if err := crd.Install(t.Context(), testkit.Env(t).Config, time.Minute, crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps")); err != nil {
+	if err := crd.Install(t.Context(), testkit.Env(t).Config, time.Minute,
+		crdmanifests.MustGet(appsv1alpha1.GroupVersion.Group, "apps"),
+		crdmanifests.MustGet(celeryv1alpha1.GroupVersion.Group, "celeryclusters")); err != nil {
 		t.Fatalf("install CRDs: %v", err)
 	}
 	installed.done = true

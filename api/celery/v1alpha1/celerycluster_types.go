@@ -229,7 +229,7 @@ type CeleryClusterStatus struct {
 
 	// Backlog is the sum of the pools' backlogs.
 	// +optional
-	Backlog int64 `json:"backlog,omitempty"`
+	Backlog int64 `json:"backlog"`
 
 	// Workers is "ready/desired" worker pods over all pools.
 	// +optional

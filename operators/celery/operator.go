@@ -1,0 +1,377 @@
+package celery
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
+	"github.com/setpoint-dev/setpoint/operator/rollout"
+	"github.com/setpoint-dev/setpoint/operators/celery/autoscale"
+	"github.com/setpoint-dev/setpoint/operators/celery/broker"
+)
+
+// Condition types and reasons of a CeleryCluster besides the rollout's.
+const (
+	ConditionBrokerReachable = "BrokerReachable"
+	ReasonBrokerReachable    = "Reachable"
+	ReasonBrokerUnreachable  = "BrokerUnreachable"
+	ReasonBrokerSecret       = "BrokerSecretMissing"
+)
+
+var (
+	backlogGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "setpoint_celery_queue_backlog",
+		Help: "Messages waiting in a Celery queue, plus those held unacknowledged where the broker shows them.",
+	}, []string{"namespace", "cluster", "queue"})
+	desiredGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "setpoint_celery_desired_replicas",
+		Help: "Workers the autoscaler wants for a pool.",
+	}, []string{"namespace", "cluster", "pool"})
+)
+
+func init() { metrics.Registry.MustRegister(backlogGauge, desiredGauge) }
+
+// Options configure the CeleryCluster operator.
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Setup registers the CeleryCluster operator's handlers on op, whose
+// scheme must hold the CeleryCluster types besides client-go's.
+func Setup(op *operator.Operator, opts Options) error {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &reconciler{c: op.Client(), w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
+	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
+	ccs.Children(r.children, &appsv1.Deployment{}, &corev1.Service{})
+	ccs.Status(r.status)
+	ccs.Daemon(r.autoscale, operator.ID("autoscaler"))
+	return nil
+}
+
+type reconciler struct {
+	c   client.Reader
+	w   client.Client
+	now func() time.Time
+
+	mu       sync.Mutex
+	clusters map[types.UID]*clusterState
+}
+
+// clusterState is what the autoscaler keeps of one cluster in memory; its
+// decisions are kept in the status, so a restart resumes from them.
+type clusterState struct {
+	brokerURL string
+	mgmtURL   string
+	prober    broker.Prober
+	scalers   map[string]*autoscale.Scaler
+}
+
+// initialReplicas is a pool's count before the autoscaler decided.
+func initialReplicas(p v1alpha1.Pool) int32 {
+	return autoscale.Desired(policy(p), 0)
+}
+
+func policy(p v1alpha1.Pool) autoscale.Policy {
+	pol := autoscale.Policy{Min: 1, Max: p.MaxReplicas, Target: p.TargetBacklog, ScaleToZero: p.ScaleToZero,
+		MaxStepUp: p.MaxScaleUpStep, MaxStepDown: p.MaxScaleDownStep, ScaleDownWindow: 2 * time.Minute}
+	if p.MinReplicas != nil {
+		pol.Min = *p.MinReplicas
+	}
+	if pol.Target <= 0 {
+		pol.Target = 10
+	}
+	if p.ScaleDownWindow != nil {
+		pol.ScaleDownWindow = p.ScaleDownWindow.Duration
+	}
+	return pol
+}
+
+// desired is a pool's replica count: the autoscaler's last decision
+// (from the status), else the initial count.
+func desired(cc *v1alpha1.CeleryCluster, p v1alpha1.Pool) int32 {
+	for _, ps := range cc.Status.Pools {
+		if ps.Name == p.Name {
+			return min(max(ps.DesiredReplicas, policy(p).Min), p.MaxReplicas)
+		}
+	}
+	return initialReplicas(p)
+}
+
+func (r *reconciler) children(_ context.Context, cc *v1alpha1.CeleryCluster) ([]client.Object, error) {
+	var out []client.Object
+	for _, p := range cc.Spec.Pools {
+		out = append(out, Workers(cc, p, desired(cc, p)))
+	}
+	if b := Beat(cc); b != nil {
+		out = append(out, b)
+	}
+	if d, s := Flower(cc); d != nil {
+		out = append(out, d, s)
+	}
+	return out, nil
+}
+
+// status sums up the Deployments, keeping what the autoscaler wrote
+// (backlog, desired replicas, last scale, BrokerReachable).
+func (r *reconciler) status(_ context.Context, cc *v1alpha1.CeleryCluster, observed *operator.Observed) (any, error) {
+	st := *cc.Status.DeepCopy()
+	st.ObservedGeneration = cc.Generation
+	var components []rollout.Component
+	var pools []v1alpha1.PoolStatus
+	st.Backlog = 0
+	for _, p := range cc.Spec.Pools {
+		ps := v1alpha1.PoolStatus{Name: p.Name, DesiredReplicas: desired(cc, p)}
+		for _, old := range cc.Status.Pools {
+			if old.Name == p.Name {
+				ps = old
+				ps.DesiredReplicas = desired(cc, p)
+			}
+		}
+		d := &appsv1.Deployment{}
+		ok, err := observed.Get(d, ComponentName(cc, p.Name))
+		if err != nil {
+			return nil, err
+		}
+		c := rollout.Component{Name: p.Name, Want: ps.DesiredReplicas}
+		ps.ReadyReplicas = 0
+		if ok {
+			c.Deployment = d
+			ps.ReadyReplicas = d.Status.ReadyReplicas
+		}
+		components = append(components, c)
+		st.Backlog += ps.Backlog
+		pools = append(pools, ps)
+	}
+	for _, extra := range []struct {
+		name   string
+		wanted bool
+	}{{ComponentBeat, cc.Spec.Beat != nil}, {ComponentFlower, cc.Spec.Flower != nil}} {
+		name := extra.name
+		if !extra.wanted {
+			continue
+		}
+		c := rollout.Component{Name: name, Want: 1}
+		d := &appsv1.Deployment{}
+		ok, err := observed.Get(d, ComponentName(cc, name))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			c.Deployment = d
+		}
+		components = append(components, c)
+	}
+	st.Pools = pools
+	st.Workers = rollout.Summarise(components[:len(cc.Spec.Pools)]).Pods()
+	sum := rollout.Summarise(components)
+	var blocker *rollout.Blocker
+	if c := meta.FindStatusCondition(st.Conditions, ConditionBrokerReachable); c != nil && c.Status == metav1.ConditionFalse {
+		blocker = &rollout.Blocker{Reason: c.Reason, Message: c.Message}
+	}
+	rollout.Conditions(&st.Conditions, cc.Generation, metav1.NewTime(r.now()), sum, blocker)
+	return st, nil
+}
+
+// autoscale runs for each cluster: every poll interval it reads the
+// backlog of every pool's queues, decides the pools' worker counts and
+// writes what changed to the status, which makes the next pass apply it.
+func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryCluster, log logr.Logger) error {
+	key := client.ObjectKeyFromObject(snapshot)
+	defer r.forget(snapshot.UID)
+	for {
+		cc := &v1alpha1.CeleryCluster{}
+		if err := r.c.Get(ctx, key, cc); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if cc.UID != snapshot.UID || cc.DeletionTimestamp != nil {
+			return nil
+		}
+		if err := r.poll(ctx, cc, log); err != nil {
+			return err
+		}
+		interval := time.Second
+		if cc.Spec.PollInterval != nil {
+			interval = max(cc.Spec.PollInterval.Duration, 200*time.Millisecond)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+// poll does one round of the autoscaler. A broker it cannot read keeps
+// every pool as it is and says why in BrokerReachable.
+func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log logr.Logger) error {
+	st := r.state(cc.UID)
+	now := r.now()
+	next := cc.Status.DeepCopy()
+	reach := metav1.Condition{Type: ConditionBrokerReachable, Status: metav1.ConditionTrue, Reason: ReasonBrokerReachable,
+		Message: "broker answered", ObservedGeneration: cc.Generation, LastTransitionTime: metav1.NewTime(now)}
+	backlogs, err := r.backlogs(ctx, cc, st)
+	if err != nil {
+		reach.Status, reach.Reason, reach.Message = metav1.ConditionFalse, ReasonBrokerUnreachable, err.Error()
+		var se secretError
+		if asSecretError(err, &se) {
+			reach.Reason = ReasonBrokerSecret
+		}
+		if was := meta.FindStatusCondition(cc.Status.Conditions, ConditionBrokerReachable); was == nil || was.Status != metav1.ConditionFalse || was.Message != err.Error() {
+			log.Error(err, "cannot read the backlog; keeping the worker counts")
+		}
+	}
+	meta.SetStatusCondition(&next.Conditions, reach)
+	if err == nil {
+		var pools []v1alpha1.PoolStatus
+		for _, p := range cc.Spec.Pools {
+			ps := v1alpha1.PoolStatus{Name: p.Name}
+			for _, old := range cc.Status.Pools {
+				if old.Name == p.Name {
+					ps = old
+				}
+			}
+			current := desired(cc, p)
+			var total int64
+			known := true
+			for _, q := range p.Queues {
+				b := backlogs[q]
+				total += b.Total()
+				known = known && b.UnackedKnown
+				backlogGauge.WithLabelValues(cc.Namespace, cc.Name, q).Set(float64(b.Total()))
+			}
+			sc := st.scalers[p.Name]
+			if sc == nil {
+				sc = &autoscale.Scaler{}
+				st.scalers[p.Name] = sc
+			}
+			d := sc.Next(policy(p), now, current, total)
+			ps.Backlog, ps.UnackedCounted, ps.DesiredReplicas = total, known, d.Replicas
+			if d.Changed(current) {
+				ps.LastScaleTime = &metav1.Time{Time: now}
+				ps.LastScaleReason = fmt.Sprintf("%d → %d: %s", current, d.Replicas, d.Reason)
+				log.Info(fmt.Sprintf("Scaled pool %s from %d to %d workers: %s.", p.Name, current, d.Replicas, d.Reason))
+			}
+			desiredGauge.WithLabelValues(cc.Namespace, cc.Name, p.Name).Set(float64(d.Replicas))
+			pools = append(pools, ps)
+		}
+		next.Pools = pools
+	}
+	if equality.Semantic.DeepEqual(next.Pools, cc.Status.Pools) && conditionsEqual(next.Conditions, cc.Status.Conditions) {
+		return nil // nothing changed: no write
+	}
+	patched := cc.DeepCopy()
+	patched.Status = *next
+	if err := r.w.Status().Patch(ctx, patched, client.MergeFrom(cc)); err != nil {
+		return fmt.Errorf("write autoscaler status of %s/%s: %w", cc.Namespace, cc.Name, err)
+	}
+	return nil
+}
+
+// conditionsEqual compares conditions without their transition times.
+func conditionsEqual(a, b []metav1.Condition) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, c := range a {
+		o := meta.FindStatusCondition(b, c.Type)
+		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+// backlogs reads every queue of the cluster through a prober kept per
+// cluster and broker URL.
+func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) (map[string]broker.Backlog, error) {
+	url, err := r.secret(ctx, cc.Namespace, cc.Spec.Broker.URLSecretRef)
+	if err != nil {
+		return nil, err
+	}
+	var mgmt string
+	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
+		if mgmt, err = r.secret(ctx, cc.Namespace, *ref); err != nil {
+			return nil, err
+		}
+	}
+	if st.prober == nil || st.brokerURL != url || st.mgmtURL != mgmt {
+		if st.prober != nil {
+			_ = st.prober.Close()
+		}
+		p, err := broker.Open(url, broker.Options{ManagementURL: mgmt})
+		if err != nil {
+			return nil, err
+		}
+		st.prober, st.brokerURL, st.mgmtURL = p, url, mgmt
+	}
+	var queues []string
+	for _, p := range cc.Spec.Pools {
+		queues = append(queues, p.Queues...)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return st.prober.Backlog(pctx, queues)
+}
+
+type secretError struct{ msg string }
+
+func (e secretError) Error() string { return e.msg }
+
+func asSecretError(err error, target *secretError) bool {
+	se, ok := err.(secretError)
+	if ok {
+		*target = se
+	}
+	return ok
+}
+
+// secret reads one key of a Secret in the cluster's namespace.
+func (r *reconciler) secret(ctx context.Context, namespace string, ref corev1.SecretKeySelector) (string, error) {
+	data, found, err := configdata.Read(ctx, r.c, configdata.KindSecret, namespace, ref.Name)
+	if err != nil {
+		return "", err
+	}
+	v, ok := data[ref.Key]
+	if !found || !ok || len(v) == 0 {
+		return "", secretError{fmt.Sprintf("Secret %s has no key %s", ref.Name, ref.Key)}
+	}
+	return string(v), nil
+}
+
+func (r *reconciler) state(uid types.UID) *clusterState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.clusters[uid]
+	if st == nil {
+		st = &clusterState{scalers: map[string]*autoscale.Scaler{}}
+		r.clusters[uid] = st
+	}
+	return st
+}
+
+func (r *reconciler) forget(uid types.UID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.clusters[uid]; st != nil && st.prober != nil {
+		_ = st.prober.Close()
+	}
+	delete(r.clusters, uid)
+}

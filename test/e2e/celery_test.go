@@ -1,0 +1,144 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operators/celery"
+	"github.com/setpoint-dev/setpoint/testkit"
+	"github.com/setpoint-dev/setpoint/testkit/brokers"
+)
+
+// TestCeleryClusterScalesOnRedisBacklog: a CeleryCluster's children
+// appear; tasks sent by the real Celery client scale its pool up at
+// once; an emptied queue scales it back down after the window; a broker
+// outage keeps the workers and says so.
+func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
+	installCRDs(t)
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	redis, err := brokers.StartRedis(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			redis.Stop()
+		}
+	})
+	op := newOperator(t, ns, nil)
+	if err := celery.Setup(op, celery.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartOperator(t, op)
+
+	create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
+	cc := &celeryv1alpha1.CeleryCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tasks"},
+		Spec: celeryv1alpha1.CeleryClusterSpec{
+			Image: "example/tasks:1", App: "tasks",
+			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
+			Pools: []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 5, TargetBacklog: 2,
+				ScaleDownWindow: &metav1.Duration{Duration: 3 * time.Second}}},
+			Beat:         &celeryv1alpha1.Beat{},
+			Flower:       &celeryv1alpha1.Flower{},
+			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
+		},
+	}
+	create(t, cc)
+	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+	replicas := func(want int32) {
+		t.Helper()
+		testkit.Eventually(t, wait, func() error {
+			d := &appsv1.Deployment{}
+			if err := env.Client.Get(t.Context(), key("tasks-default"), d); err != nil {
+				return err
+			}
+			if *d.Spec.Replicas != want {
+				return fmt.Errorf("tasks-default has %d replicas, want %d", *d.Spec.Replicas, want)
+			}
+			return nil
+		})
+	}
+	condition := func(typ string, want metav1.ConditionStatus) *metav1.Condition {
+		t.Helper()
+		var c *metav1.Condition
+		testkit.Eventually(t, wait, func() error {
+			get(t, key("tasks"), cc)
+			if c = meta.FindStatusCondition(cc.Status.Conditions, typ); c == nil || c.Status != want {
+				return fmt.Errorf("%s is %+v, want %s", typ, c, want)
+			}
+			return nil
+		})
+		return c
+	}
+
+	// Children, and the pool at its minimum. Ready means every child
+	// exists and has rolled out.
+	replicas(1)
+	condition(celery.ConditionBrokerReachable, metav1.ConditionTrue)
+	condition("Ready", metav1.ConditionTrue)
+	beat := &appsv1.Deployment{}
+	get(t, key("tasks-beat"), beat)
+	if beat.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || *beat.Spec.Replicas != 1 {
+		t.Errorf("beat %+v", beat.Spec.Strategy)
+	}
+	get(t, key("tasks-flower"), &appsv1.Deployment{})
+	get(t, key("tasks-flower"), &corev1.Service{})
+
+	// Seven tasks at two per worker: four workers, at once.
+	if err := brokers.SendTasks(redis.URL, "work", "tasks.sleep", 7, -1, 1); err != nil {
+		t.Fatal(err)
+	}
+	replicas(4)
+	get(t, key("tasks"), cc)
+	if p := cc.Status.Pools[0]; p.Backlog != 7 || p.DesiredReplicas != 4 || !strings.Contains(p.LastScaleReason, "1 → 4") {
+		t.Errorf("pool status %+v", p)
+	}
+	testkit.WaitEvent(t, cc, "Scaled pool default from 1 to 4 workers", wait)
+
+	// The queue empties (as if the workers had done the work): after the
+	// window, back to the minimum.
+	opts, err := goredis.ParseURL(redis.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := goredis.NewClient(opts)
+	defer rc.Close()
+	if err := rc.Del(context.Background(), "work").Err(); err != nil {
+		t.Fatal(err)
+	}
+	replicas(1)
+
+	// Broker outage: the workers stay, the status says why.
+	if err := brokers.SendTasks(redis.URL, "work", "tasks.sleep", 4, -1, 1); err != nil {
+		t.Fatal(err)
+	}
+	replicas(2)
+	redis.Stop()
+	stopped = true
+	c := condition(celery.ConditionBrokerReachable, metav1.ConditionFalse)
+	if c.Reason != celery.ReasonBrokerUnreachable || !strings.Contains(c.Message, "127.0.0.1") {
+		t.Errorf("BrokerReachable %+v", c)
+	}
+	condition("Ready", metav1.ConditionFalse)
+	testkit.WaitEvent(t, cc, "Warning Logging: cannot read the backlog; keeping the worker counts", wait)
+	d := &appsv1.Deployment{}
+	get(t, key("tasks-default"), d)
+	if *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %d during the outage, want 2 kept", *d.Spec.Replicas)
+	}
+}
