@@ -196,6 +196,7 @@ func (r *reconciler) status(_ context.Context, cc *v1alpha1.CeleryCluster, obser
 func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryCluster, log logr.Logger) error {
 	key := client.ObjectKeyFromObject(snapshot)
 	defer r.forget(snapshot.UID)
+	failures := 0
 	for {
 		cc := &v1alpha1.CeleryCluster{}
 		if err := r.c.Get(ctx, key, cc); err != nil {
@@ -204,12 +205,21 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 		if cc.UID != snapshot.UID || cc.DeletionTimestamp != nil {
 			return nil
 		}
-		if err := r.poll(ctx, cc, log); err != nil {
+		reached, err := r.poll(ctx, cc, log)
+		if err != nil {
 			return err
 		}
 		interval := time.Second
 		if cc.Spec.PollInterval != nil {
 			interval = max(cc.Spec.PollInterval.Duration, 200*time.Millisecond)
+		}
+		// A broker that does not answer is asked again with backoff, up
+		// to brokerRetryMax, not hammered every interval.
+		if reached {
+			failures = 0
+		} else {
+			failures++
+			interval = min(interval<<min(failures, 10), max(interval, brokerRetryMax))
 		}
 		select {
 		case <-ctx.Done():
@@ -219,9 +229,13 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 	}
 }
 
-// poll does one round of the autoscaler. A broker it cannot read keeps
-// every pool as it is and says why in BrokerReachable.
-func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log logr.Logger) error {
+// brokerRetryMax bounds the backoff of an unreachable broker.
+const brokerRetryMax = 30 * time.Second
+
+// poll does one round of the autoscaler and reports whether the broker
+// answered. A broker it cannot read keeps every pool as it is and says
+// why in BrokerReachable.
+func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log logr.Logger) (bool, error) {
 	st := r.state(cc.UID)
 	now := r.now()
 	next := cc.Status.DeepCopy()
@@ -274,15 +288,16 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 		}
 		next.Pools = pools
 	}
+	reached := err == nil
 	if equality.Semantic.DeepEqual(next.Pools, cc.Status.Pools) && conditionsEqual(next.Conditions, cc.Status.Conditions) {
-		return nil // nothing changed: no write
+		return reached, nil // nothing changed: no write
 	}
 	patched := cc.DeepCopy()
 	patched.Status = *next
 	if err := r.w.Status().Patch(ctx, patched, client.MergeFrom(cc)); err != nil {
-		return fmt.Errorf("write autoscaler status of %s/%s: %w", cc.Namespace, cc.Name, err)
+		return reached, fmt.Errorf("write autoscaler status of %s/%s: %w", cc.Namespace, cc.Name, err)
 	}
-	return nil
+	return reached, nil
 }
 
 // conditionsEqual compares conditions without their transition times.

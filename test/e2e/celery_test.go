@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	goredis "github.com/redis/go-redis/v9"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -141,4 +142,77 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 	if *d.Spec.Replicas != 2 {
 		t.Errorf("replicas %d during the outage, want 2 kept", *d.Spec.Replicas)
 	}
+}
+
+// TestCeleryClusterOnRabbitMQScalesToZero: a pool that may sleep starts
+// with no workers, wakes on tasks sent by the real Celery client through
+// RabbitMQ (counted with the management API), and goes back to zero once
+// its queue is empty for the window.
+func TestCeleryClusterOnRabbitMQScalesToZero(t *testing.T) {
+	installCRDs(t)
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	rabbit, err := brokers.StartRabbitMQ()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rabbit.Stop)
+	op := newOperator(t, ns, nil)
+	if err := celery.Setup(op, celery.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartOperator(t, op)
+	create(t, secret(ns, "broker", map[string]string{"url": rabbit.URL, "management": rabbit.ManagementURL}))
+	cc := &celeryv1alpha1.CeleryCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "jobs"},
+		Spec: celeryv1alpha1.CeleryClusterSpec{
+			Image: "example/jobs:1", App: "jobs",
+			Broker: celeryv1alpha1.Broker{
+				URLSecretRef:           corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"},
+				ManagementURLSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "management"},
+			},
+			Pools: []celeryv1alpha1.Pool{{Name: "batch", Queues: []string{"batch"}, MinReplicas: new(int32(0)), ScaleToZero: true,
+				MaxReplicas: 4, TargetBacklog: 3, ScaleDownWindow: &metav1.Duration{Duration: 2 * time.Second}}},
+			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
+		},
+	}
+	create(t, cc)
+	replicas := func(want int32) {
+		t.Helper()
+		testkit.Eventually(t, wait, func() error {
+			d := &appsv1.Deployment{}
+			if err := env.Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "jobs-batch"}, d); err != nil {
+				return err
+			}
+			if *d.Spec.Replicas != want {
+				return fmt.Errorf("jobs-batch has %d replicas, want %d", *d.Spec.Replicas, want)
+			}
+			return nil
+		})
+	}
+	replicas(0)
+	if err := brokers.SendTasks(rabbit.URL, "batch", "tasks.sleep", 7, -1, 1); err != nil {
+		t.Fatal(err)
+	}
+	replicas(3) // ceil(7 / 3)
+	testkit.Eventually(t, wait, func() error {
+		get(t, client.ObjectKeyFromObject(cc), cc)
+		if p := cc.Status.Pools[0]; p.Backlog != 7 || !p.UnackedCounted {
+			return fmt.Errorf("pool status %+v, want backlog 7 with unacknowledged counted", p)
+		}
+		return nil
+	})
+	conn, err := amqp.Dial(rabbit.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueuePurge("batch", false); err != nil {
+		t.Fatal(err)
+	}
+	replicas(0)
 }
