@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
 
-var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme)
+var scheme = testkit.NewScheme(appsv1alpha1.AddToScheme, celeryv1alpha1.AddToScheme)
 
 func TestMain(m *testing.M) {
 	// The package has only benchmarks: `go test ./...` without -bench

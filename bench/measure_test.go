@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -380,7 +379,7 @@ func (t *tracker) sent(key, value string) {
 }
 
 // wait waits until every change sent has been seen and returns the
-// latencies.
+// latencies measured since the last wait.
 func (t *tracker) wait(b *testing.B, timeout time.Duration) []time.Duration {
 	b.Helper()
 	testkit.Eventually(b, timeout, func() error {
@@ -393,5 +392,7 @@ func (t *tracker) wait(b *testing.B, timeout time.Duration) []time.Duration {
 	})
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return slices.Clone(t.done)
+	done := t.done
+	t.done = nil
+	return done
 }
