@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"math"
@@ -273,20 +272,7 @@ func report(b *testing.B, r appsRun) {
 	fmt.Fprintf(&t, "  CPU, s: direct %s\n          baseline %s\n          setpoint %s", r.DirectCPU.cpu(), bl.CPU.cpu(), sp.CPU.cpu())
 	// Printed, not logged: the testing package cuts long benchmark logs.
 	fmt.Println(t.String())
-	if *resultsFlag == "" {
-		return
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	path := filepath.Join(*resultsFlag, fmt.Sprintf("apps-%d.json", r.Apps))
-	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeResult(b, fmt.Sprintf("apps-%d.json", r.Apps), r)
 }
 
 func benchApp(ns string, i int) *appsv1alpha1.App {

@@ -9,8 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -274,17 +272,5 @@ func reportCelery(b *testing.B, rs []celeryBroker) {
 		fmt.Fprintf(&t, "  %-9s %7d %8.0f %8.0f %8.0f  %s\n", r.Broker, r.Trials, r.P50Millis, r.P99Millis, r.MaxMillis, r.Load100Pools)
 	}
 	fmt.Println(t.String())
-	if *resultsFlag == "" {
-		return
-	}
-	data, err := json.MarshalIndent(rs, "", "  ")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(*resultsFlag, "celery.json"), append(data, '\n'), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeResult(b, "celery.json", rs)
 }

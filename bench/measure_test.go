@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -395,4 +396,23 @@ func (t *tracker) wait(b *testing.B, timeout time.Duration) []time.Duration {
 	done := t.done
 	t.done = nil
 	return done
+}
+
+// writeResult saves v as JSON in -results/name (nothing when -results is
+// empty).
+func writeResult(b *testing.B, name string, v any) {
+	b.Helper()
+	if *resultsFlag == "" {
+		return
+	}
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(*resultsFlag, name), append(data, '\n'), 0o644); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -166,17 +163,5 @@ func reportReloader(b *testing.B, r reloaderResult) {
 			p.P50Millis, p.P99Millis, p.MaxMillis, p.OperatorCPU, p.OperatorPeakMB, p.StartWrites, p.SampleWrites)
 	}
 	fmt.Println(t.String())
-	if *resultsFlag == "" {
-		return
-	}
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := os.MkdirAll(*resultsFlag, 0o755); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(*resultsFlag, fmt.Sprintf("reloader-%d.json", r.Deployments)), append(data, '\n'), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	writeResult(b, fmt.Sprintf("reloader-%d.json", r.Deployments), r)
 }
