@@ -42,9 +42,13 @@ var (
 		Name: "setpoint_celery_desired_replicas",
 		Help: "Workers the autoscaler wants for a pool.",
 	}, []string{"namespace", "cluster", "pool"})
+	polls = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "setpoint_celery_polls_total",
+		Help: "Backlog reads of a CeleryCluster's broker, by result.",
+	}, []string{"namespace", "cluster", "result"})
 )
 
-func init() { metrics.Registry.MustRegister(backlogGauge, desiredGauge) }
+func init() { metrics.Registry.MustRegister(backlogGauge, desiredGauge, polls) }
 
 // Options configure the CeleryCluster operator.
 type Options struct {
@@ -242,6 +246,11 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 	reach := metav1.Condition{Type: ConditionBrokerReachable, Status: metav1.ConditionTrue, Reason: ReasonBrokerReachable,
 		Message: "broker answered", ObservedGeneration: cc.Generation, LastTransitionTime: metav1.NewTime(now)}
 	backlogs, err := r.backlogs(ctx, cc, st)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	polls.WithLabelValues(cc.Namespace, cc.Name, result).Inc()
 	if err != nil {
 		reach.Status, reach.Reason, reach.Message = metav1.ConditionFalse, ReasonBrokerUnreachable, err.Error()
 		var se secretError

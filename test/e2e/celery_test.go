@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operators/celery"
@@ -39,7 +40,8 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 			redis.Stop()
 		}
 	})
-	op := newOperator(t, ns, nil)
+	writes := &testkit.WriteCounter{}
+	op := newOperator(t, ns, writes)
 	if err := celery.Setup(op, celery.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +112,39 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 		t.Errorf("pool status %+v", p)
 	}
 	testkit.WaitEvent(t, cc, "Scaled pool default from 1 to 4 workers", wait)
+
+	// Converged: the broker is polled and the cluster passed over again
+	// and again (resync every second), and nothing is written.
+	testkit.Eventually(t, wait, func() error {
+		get(t, key("tasks"), cc)
+		if c := meta.FindStatusCondition(cc.Status.Conditions, "Ready"); c == nil || c.Status != metav1.ConditionTrue || cc.Status.Workers != "4/4" {
+			return fmt.Errorf("not converged: workers %s, conditions %+v", cc.Status.Workers, cc.Status.Conditions)
+		}
+		return nil
+	})
+	ours := func() int {
+		n := 0
+		for _, w := range writes.Writes() {
+			if strings.Contains(w, "/namespaces/"+ns+"/celeryclusters/") || strings.Contains(w, "/namespaces/"+ns+"/deployments/") {
+				n++
+			}
+		}
+		return n
+	}
+	before := ours()
+	pollsBefore := counter(t, "setpoint_celery_polls_total", map[string]string{"namespace": ns, "cluster": "tasks", "result": "ok"})
+	passesBefore := counter(t, "controller_runtime_reconcile_total", map[string]string{"controller": "setpoint-celerycluster.celery.setpoint.dev"})
+	testkit.Eventually(t, wait, func() error {
+		polled := counter(t, "setpoint_celery_polls_total", map[string]string{"namespace": ns, "cluster": "tasks", "result": "ok"}) - pollsBefore
+		passed := counter(t, "controller_runtime_reconcile_total", map[string]string{"controller": "setpoint-celerycluster.celery.setpoint.dev"}) - passesBefore
+		if polled < 10 || passed < 3 {
+			return fmt.Errorf("%.0f polls and %.0f passes so far", polled, passed)
+		}
+		return nil
+	})
+	if n := ours() - before; n != 0 {
+		t.Errorf("%d writes while converged: %v", n, writes.Writes()[len(writes.Writes())-n:])
+	}
 
 	// The queue empties (as if the workers had done the work): after the
 	// window, back to the minimum.
@@ -215,4 +250,35 @@ func TestCeleryClusterOnRabbitMQScalesToZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	replicas(0)
+}
+
+// counter sums the samples of a Prometheus counter of this process (the
+// operators under test register with controller-runtime's registry)
+// whose labels include want.
+func counter(t *testing.T, name string, want map[string]string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
