@@ -2,6 +2,7 @@ package celery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -253,8 +254,7 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 	polls.WithLabelValues(cc.Namespace, cc.Name, result).Inc()
 	if err != nil {
 		reach.Status, reach.Reason, reach.Message = metav1.ConditionFalse, ReasonBrokerUnreachable, err.Error()
-		var se secretError
-		if asSecretError(err, &se) {
+		if errors.As(err, new(secretError)) {
 			reach.Reason = ReasonBrokerSecret
 		}
 		if was := meta.FindStatusCondition(cc.Status.Conditions, ConditionBrokerReachable); was == nil || was.Status != metav1.ConditionFalse || was.Message != err.Error() {
@@ -355,17 +355,11 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 	return st.prober.Backlog(pctx, queues)
 }
 
+// secretError is a broker Secret or key that is not there: the user's to
+// fix, reported with its own reason.
 type secretError struct{ msg string }
 
 func (e secretError) Error() string { return e.msg }
-
-func asSecretError(err error, target *secretError) bool {
-	se, ok := err.(secretError)
-	if ok {
-		*target = se
-	}
-	return ok
-}
 
 // secret reads one key of a Secret in the cluster's namespace.
 func (r *reconciler) secret(ctx context.Context, namespace string, ref corev1.SecretKeySelector) (string, error) {

@@ -177,6 +177,21 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 	if *d.Spec.Replicas != 2 {
 		t.Errorf("replicas %d during the outage, want 2 kept", *d.Spec.Replicas)
 	}
+
+	// A broker Secret that is not there says so.
+	orphan := cc.DeepCopy()
+	orphan.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "orphan"}
+	orphan.Status = celeryv1alpha1.CeleryClusterStatus{}
+	orphan.Spec.Broker.URLSecretRef.Name = "absent"
+	create(t, orphan)
+	testkit.Eventually(t, wait, func() error {
+		get(t, key("orphan"), orphan)
+		c := meta.FindStatusCondition(orphan.Status.Conditions, celery.ConditionBrokerReachable)
+		if c == nil || c.Reason != celery.ReasonBrokerSecret || c.Message != "Secret absent has no key url" {
+			return fmt.Errorf("BrokerReachable %+v", c)
+		}
+		return nil
+	})
 }
 
 // TestCeleryClusterOnRabbitMQScalesToZero: a pool that may sleep starts
