@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/go-logr/logr"
+
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
@@ -211,19 +213,26 @@ func TestHandlerLogLinesBecomeEvents(t *testing.T) {
 func TestFiltersSelectObjects(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
 	c := newCalls()
-	start(t, nil, opts(ns), func(op *operator.Operator) {
-		handle := func(name string) operator.HandlerFunc[*corev1.ConfigMap] {
-			return func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
+	// One operator per filter, each with its own prefix: two Watches of
+	// one kind with change handlers in one operator would share their
+	// books (TestOneWatchWithChangeHandlersPerKind).
+	filters := map[string][]operator.WatchOption{
+		"labels":  {operator.Labels(map[string]string{"team": "a"})},
+		"present": {operator.Annotation("x", operator.Present)},
+		"absent":  {operator.Annotation("x", operator.Absent), operator.Labels(map[string]string{"team": "a"})},
+		"value":   {operator.Annotation("x", operator.Value("yes"))},
+		"when":    {operator.When(func(cm *corev1.ConfigMap) bool { return cm.Data["k"] == "special" })},
+	}
+	for name, f := range filters {
+		o := opts(ns)
+		o.Name, o.Prefix = o.Name+"-"+name, name+".example.com"
+		start(t, nil, o, func(op *operator.Operator) {
+			operator.Watch[*corev1.ConfigMap](op, f...).OnCreate(func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error {
 				c.add(name, cs.Object.Name)
 				return nil
-			}
-		}
-		operator.Watch[*corev1.ConfigMap](op, operator.Labels(map[string]string{"team": "a"})).OnCreate(handle("labels"), operator.ID("labels"))
-		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Present)).OnCreate(handle("present"), operator.ID("present"))
-		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Absent), operator.Labels(map[string]string{"team": "a"})).OnCreate(handle("absent"), operator.ID("absent"))
-		operator.Watch[*corev1.ConfigMap](op, operator.Annotation("x", operator.Value("yes"))).OnCreate(handle("value"), operator.ID("value"))
-		operator.Watch[*corev1.ConfigMap](op, operator.When(func(cm *corev1.ConfigMap) bool { return cm.Data["k"] == "special" })).OnCreate(handle("when"), operator.ID("when"))
-	})
+			}, operator.ID(name))
+		})
+	}
 	mk := func(name string, labels, ann map[string]string, v string) {
 		cm := configMap(ns, name)
 		cm.Labels, cm.Annotations, cm.Data["k"] = labels, ann, v
@@ -244,6 +253,23 @@ func TestFiltersSelectObjects(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestOneWatchWithChangeHandlersPerKind: two Watches of one kind with
+// change handlers in one operator are refused at Run, with what to do.
+func TestOneWatchWithChangeHandlersPerKind(t *testing.T) {
+	op, err := operator.New(testkit.Env(t).Config, opts(testkit.Env(t).Namespace(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	noop := func(ctx context.Context, cs *operator.Cause[*corev1.ConfigMap]) error { return nil }
+	operator.Watch[*corev1.ConfigMap](op).OnCreate(noop, operator.ID("a"))
+	operator.Watch[*corev1.ConfigMap](op).Every(time.Hour, func(context.Context, *corev1.ConfigMap, logr.Logger) error { return nil }) // no books: fine
+	operator.Watch[*corev1.ConfigMap](op).OnUpdate(noop, operator.ID("b"))
+	err = op.Run(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "two Watch registrations of ConfigMap have change handlers") {
+		t.Errorf("Run = %v, want the clash refused", err)
+	}
 }
 
 // TestPrefixesKeepOperatorsApart: two operators on one kind, with their

@@ -221,6 +221,9 @@ func (op *Operator) Run(ctx context.Context) error {
 	kinds, startup, cleanup := op.kinds, op.startup, op.cleanup
 	op.mu.Unlock()
 
+	if err := oneBookPerKind(kinds); err != nil {
+		return err
+	}
 	for _, k := range kinds {
 		if err := k.setup(ctx, op); err != nil {
 			return err
@@ -288,4 +291,33 @@ func (op *Operator) watch(proto func() client.Object) {
 	op.mu.Lock()
 	defer op.mu.Unlock()
 	op.watched = append(op.watched, proto)
+}
+
+// bookkeeper is a registered kind that keeps books (diff base, progress,
+// finalizer) on its objects under the operator's prefix.
+type bookkeeper interface {
+	keepsBooks() (schema.GroupVersionKind, bool)
+}
+
+// oneBookPerKind refuses two Watch registrations of one kind that both
+// have change handlers: they would share one diff base on each object,
+// and whichever handled an object first would hide the change from the
+// other (a create handler of the second would never run).
+func oneBookPerKind(kinds []setupper) error {
+	seen := map[schema.GroupVersionKind]bool{}
+	for _, k := range kinds {
+		b, ok := k.(bookkeeper)
+		if !ok {
+			continue
+		}
+		gvk, books := b.keepsBooks()
+		if !books {
+			continue
+		}
+		if seen[gvk] {
+			return fmt.Errorf("two Watch registrations of %s have change handlers; they would share one diff base on each object: register the handlers on one Watch (filters go on the Watch, When and ID on handlers), or run two Operators with different Options.Prefix", gvk.Kind)
+		}
+		seen[gvk] = true
+	}
+	return nil
 }

@@ -203,6 +203,12 @@ func (k *Kind[T]) OnEvent(fn func(context.Context, Event[T]) error) {
 	k.raw = append(k.raw, fn)
 }
 
+func (k *Kind[T]) keepsBooks() (schema.GroupVersionKind, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gvk, len(k.handlers) > 0
+}
+
 func (k *Kind[T]) has(reason Reason) bool {
 	for _, h := range k.handlers {
 		if h.reason == reason {
