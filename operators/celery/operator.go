@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -202,21 +203,29 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 	key := client.ObjectKeyFromObject(snapshot)
 	defer r.forget(snapshot.UID)
 	failures := 0
+	cc := snapshot
 	for {
-		cc := &v1alpha1.CeleryCluster{}
-		if err := r.c.Get(ctx, key, cc); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		if cc.UID != snapshot.UID || cc.DeletionTimestamp != nil {
-			return nil
-		}
-		reached, err := r.poll(ctx, cc, log)
-		if err != nil {
+		// The library ends this daemon (its ctx) when the object goes; a
+		// copy not yet in the typed cache is read again next round.
+		fresh := &v1alpha1.CeleryCluster{}
+		switch err := r.c.Get(ctx, key, fresh); {
+		case err == nil && fresh.UID == snapshot.UID:
+			cc = fresh
+		case err == nil:
+			return nil // replaced by a new object, which gets its own daemon
+		case !apierrors.IsNotFound(err):
 			return err
+		}
+		if cc.DeletionTimestamp != nil {
+			return nil
 		}
 		interval := time.Second
 		if cc.Spec.PollInterval != nil {
 			interval = max(cc.Spec.PollInterval.Duration, 200*time.Millisecond)
+		}
+		reached, err := r.poll(ctx, cc, log)
+		if err != nil {
+			return err
 		}
 		// A broker that does not answer is asked again with backoff, up
 		// to brokerRetryMax, not hammered every interval.
@@ -303,7 +312,7 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 	}
 	patched := cc.DeepCopy()
 	patched.Status = *next
-	if err := r.w.Status().Patch(ctx, patched, client.MergeFrom(cc)); err != nil {
+	if err := r.w.Status().Patch(ctx, patched, client.MergeFrom(cc)); client.IgnoreNotFound(err) != nil {
 		return reached, fmt.Errorf("write autoscaler status of %s/%s: %w", cc.Namespace, cc.Name, err)
 	}
 	return reached, nil
