@@ -407,3 +407,16 @@ func userAnnotations(o client.Object) map[string]string {
 	}
 	return out
 }
+
+// Get reads an object of the kind from the cache its handlers, timers and
+// daemons are driven by. A daemon that reads its object again this way
+// never sees it missing while it runs, as a second (typed) cache of the
+// kind, which lags this one, could report.
+func (k *Kind[T]) Get(ctx context.Context, key types.NamespacedName) (T, error) {
+	u := k.newUnstructured()
+	if err := k.op.mgr.GetCache().Get(ctx, key, u); err != nil {
+		var zero T
+		return zero, err
+	}
+	return k.decode(u)
+}

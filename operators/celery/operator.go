@@ -66,6 +66,7 @@ func Setup(op *operator.Operator, opts Options) error {
 	}
 	r := &reconciler{c: op.Client(), w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
 	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
+	r.get = ccs.Get
 	ccs.Children(r.children, &appsv1.Deployment{}, &corev1.Service{})
 	ccs.Status(r.status)
 	ccs.Daemon(r.autoscale, operator.ID("autoscaler"))
@@ -73,8 +74,11 @@ func Setup(op *operator.Operator, opts Options) error {
 }
 
 type reconciler struct {
-	c   client.Reader
-	w   client.Client
+	c client.Reader
+	w client.Client
+	// get reads a CeleryCluster from the library's cache, the one that
+	// starts and stops the autoscaler daemons.
+	get func(context.Context, types.NamespacedName) (*v1alpha1.CeleryCluster, error)
 	now func() time.Time
 
 	mu       sync.Mutex
@@ -205,10 +209,9 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 	failures := 0
 	cc := snapshot
 	for {
-		// The library ends this daemon (its ctx) when the object goes; a
-		// copy not yet in the typed cache is read again next round.
-		fresh := &v1alpha1.CeleryCluster{}
-		switch err := r.c.Get(ctx, key, fresh); {
+		// The library ends this daemon (its ctx) when the object goes.
+		fresh, err := r.get(ctx, key)
+		switch {
 		case err == nil && fresh.UID == snapshot.UID:
 			cc = fresh
 		case err == nil:
