@@ -50,6 +50,9 @@ type Options struct {
 	PprofAddr string
 	// LeaderElection makes only the holder of a Lease handle objects.
 	LeaderElection *LeaderElection
+	// Webhooks serves the OnValidate and OnMutate handlers (nil: they are
+	// not served).
+	Webhooks *Webhooks
 
 	// EventLevel is the highest logr verbosity of handler log lines that
 	// are also posted as Events (default 0: Info; errors always are).
@@ -93,6 +96,7 @@ type Operator struct {
 	watched []func() client.Object // prototypes of watched kinds, for readiness
 	// controllerIndexed lists the child kinds indexed by controller UID.
 	controllerIndexed map[schema.GroupVersionKind]bool
+	webhooks          *webhookServer // nil without Options.Webhooks
 }
 
 // setupper is a registered kind or index: it wires itself into the
@@ -163,11 +167,19 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 			mo.RetryPeriod = &le.RetryPeriod
 		}
 	}
+	var ws *webhookServer
+	if opts.Webhooks != nil {
+		var err error
+		if ws, err = newWebhookServer(*opts.Webhooks); err != nil {
+			return nil, err
+		}
+		mo.WebhookServer = ws.server
+	}
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	return &Operator{opts: opts, mgr: mgr, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}}, nil
+	return &Operator{opts: opts, mgr: mgr, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}, webhooks: ws}, nil
 }
 
 // Manager is the underlying controller-runtime manager, for what Setpoint
@@ -228,6 +240,9 @@ func (op *Operator) Run(ctx context.Context) error {
 		if err := k.setup(ctx, op); err != nil {
 			return err
 		}
+	}
+	if err := op.setupWebhooks(ctx, kinds); err != nil {
+		return err
 	}
 	if err := op.mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return fmt.Errorf("healthz: %w", err)

@@ -103,6 +103,8 @@ type Kind[T client.Object] struct {
 	related  []func(controller.Controller) error
 	// reconcilers are the level-triggered handlers (Reconcile).
 	reconcilers []ReconcileFunc[T]
+	// validators and mutators are the admission handlers.
+	validators, mutators []AdmitFunc[T]
 
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran

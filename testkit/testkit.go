@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 // Environment is the shared control plane of a test binary and clients for
@@ -314,4 +315,16 @@ func WaitEvent(t testing.TB, obj client.Object, substr string, timeout time.Dura
 		}
 		return fmt.Errorf("no event with %q among %v", substr, evs)
 	})
+}
+
+// Webhooks returns admission webhook settings for an operator a test
+// runs in its own process: the server listens on a free loopback port and
+// the API server calls it there, with a CA made in memory.
+func Webhooks(t testing.TB) *operator.Webhooks {
+	t.Helper()
+	port := controlplane.FreePort()
+	if port == 0 {
+		t.Fatal("no free loopback port")
+	}
+	return &operator.Webhooks{Host: "127.0.0.1", Port: port, URL: "https://127.0.0.1:" + strconv.Itoa(port)}
 }
