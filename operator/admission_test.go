@@ -14,45 +14,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
-
-// warnings collects the warnings the API server sends a client.
-type warnings struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (w *warnings) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.got = append(w.got, text)
-}
-
-func (w *warnings) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	got := w.got
-	w.got = nil
-	return got
-}
-
-// warnedClient is a client of the test plane that keeps the warnings.
-func warnedClient(t *testing.T) (client.Client, *warnings) {
-	t.Helper()
-	w := &warnings{}
-	cfg := rest.CopyConfig(testkit.Env(t).Config)
-	cfg.WarningHandlerWithContext = w
-	c, err := client.New(cfg, client.Options{Scheme: testkit.Env(t).Client.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, w
-}
 
 // The handlers of a kind are served by the API server's admission chain:
 // a validator refuses with its message, warns without refusing, and a
@@ -60,7 +26,7 @@ func warnedClient(t *testing.T) (client.Client, *warnings) {
 // object and dry runs.
 func TestAdmissionHandlers(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
-	c, warned := warnedClient(t)
+	c, warned := testkit.WarnedClient(t)
 	ctx := t.Context()
 	var seen struct {
 		sync.Mutex
@@ -135,12 +101,12 @@ func TestAdmissionHandlers(t *testing.T) {
 		t.Errorf("stored ConfigMap lacks the mutation: labels %v, data %v", stored.Labels, stored.Data)
 	}
 
-	warned.take()
+	warned.Take()
 	stored.Data["size"] = "4"
 	if err := c.Update(ctx, stored); err != nil {
 		t.Fatalf("update size to 4: %v", err)
 	}
-	if got := warned.take(); len(got) != 1 || got[0] != "size changed from 3 to 4" {
+	if got := warned.Take(); len(got) != 1 || got[0] != "size changed from 3 to 4" {
 		t.Errorf("warnings of the update: %q, want [size changed from 3 to 4]", got)
 	}
 	stored.Data["size"] = "four"

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 )
 
@@ -98,6 +100,13 @@ func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
 	// they never see their API server vanish under them.
 	opCtx, stopOperators := context.WithCancel(ctx)
 	defer stopOperators()
+	// The API server calls the admission webhooks on loopback, with a CA
+	// the operators make in memory.
+	port := controlplane.FreePort()
+	if port == 0 {
+		return errors.New("no free loopback port for the admission webhooks")
+	}
+	o.host.webhooks = &operator.Webhooks{Host: "127.0.0.1", Port: port, URL: "https://127.0.0.1:" + strconv.Itoa(port)}
 	opErr := make(chan error, 1)
 	go func() { opErr <- runOperators(opCtx, cp.Config, o.host) }()
 	var result error

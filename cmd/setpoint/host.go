@@ -143,6 +143,10 @@ type hostOptions struct {
 
 	reloaderStrategy string
 	reloaderQuiet    time.Duration
+
+	// webhooks serves the operators' admission checks (nil: off). dev
+	// sets it; run builds it from its --webhook-* flags.
+	webhooks *operator.Webhooks
 }
 
 func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string, qps float32, burst int) {
@@ -195,6 +199,7 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		ProbeAddr:        o.probeAddr,
 		PprofAddr:        o.pprofAddr,
 		GracefulShutdown: o.shutdownGrace,
+		Webhooks:         o.webhooks,
 	}
 	if o.leaderElect {
 		opts.LeaderElection = &operator.LeaderElection{Namespace: o.leaderElectNS}

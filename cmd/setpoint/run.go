@@ -1,17 +1,23 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
+
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 func newRunCommand() *cobra.Command {
 	var (
 		o           hostOptions
+		w           webhookFlags
 		kubeconfig  string
 		kubecontext string
 	)
@@ -29,6 +35,9 @@ configuration when run in a pod. It watches all namespaces unless
 			if err != nil {
 				return err
 			}
+			if o.webhooks, err = w.options(); err != nil {
+				return err
+			}
 			return runOperators(cmd.Context(), cfg, o)
 		},
 	}
@@ -38,8 +47,49 @@ configuration when run in a pod. It watches all namespaces unless
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader through a Lease, for running more than one replica")
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "apply Setpoint's CRDs before starting (needs permission to write CRDs)")
+	fs.StringVar(&w.service, "webhook-service", "", "namespace/name of the Service in front of the operators' pods: serves the admission webhooks of App and CeleryCluster through it (default: no webhooks)")
+	fs.IntVar(&w.port, "webhook-port", 9443, "port the admission webhook server listens on")
+	fs.StringVar(&w.certSecret, "webhook-cert-secret", "", "namespace/name of the Secret that keeps the webhooks' CA and serving certificate, shared by replicas (default: <service name>-webhook-cert in the Service's namespace)")
 	o.register(fs, ":8080", ":8081", 50, 100)
 	return cmd
+}
+
+// webhookFlags are run's admission webhook settings.
+type webhookFlags struct {
+	service, certSecret string
+	port                int
+}
+
+func (w webhookFlags) options() (*operator.Webhooks, error) {
+	if w.service == "" {
+		if w.certSecret != "" {
+			return nil, errors.New("--webhook-cert-secret needs --webhook-service")
+		}
+		return nil, nil
+	}
+	svc, err := namespacedName("--webhook-service", w.service)
+	if err != nil {
+		return nil, err
+	}
+	secret := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name + "-webhook-cert"}
+	if w.certSecret != "" {
+		if secret, err = namespacedName("--webhook-cert-secret", w.certSecret); err != nil {
+			return nil, err
+		}
+	}
+	return &operator.Webhooks{
+		Port:       w.port,
+		Service:    &operator.WebhookService{Namespace: svc.Namespace, Name: svc.Name},
+		CertSecret: secret,
+	}, nil
+}
+
+func namespacedName(flag, v string) (types.NamespacedName, error) {
+	ns, name, ok := strings.Cut(v, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return types.NamespacedName{}, fmt.Errorf("%s %q: want namespace/name", flag, v)
+	}
+	return types.NamespacedName{Namespace: ns, Name: name}, nil
 }
 
 func loadConfig(path, context string) (*rest.Config, error) {

@@ -64,18 +64,24 @@ func Setup(op *operator.Operator, opts Options) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &reconciler{c: op.Client(), w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
+	// Broker Secrets are read with a GET each, not through a cache: a
+	// cache would list and watch every Secret in the cluster, which this
+	// operator has no need (or permission) to see.
+	secrets := op.Manager().GetAPIReader()
+	r := &reconciler{secrets: secrets, w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
 	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
 	r.get = ccs.Get
 	ccs.Children(r.children, &appsv1.Deployment{}, &corev1.Service{})
 	ccs.Status(r.status)
 	ccs.Daemon(r.autoscale, operator.ID("autoscaler"))
+	ccs.OnValidate(admit(secrets))
 	return nil
 }
 
 type reconciler struct {
-	c client.Reader
-	w client.Client
+	// secrets reads broker Secrets from the API server.
+	secrets client.Reader
+	w       client.Client
 	// get reads a CeleryCluster from the library's cache, the one that
 	// starts and stops the autoscaler daemons.
 	get func(context.Context, types.NamespacedName) (*v1alpha1.CeleryCluster, error)
@@ -90,7 +96,10 @@ type reconciler struct {
 type clusterState struct {
 	brokerURL string
 	mgmtURL   string
-	prober    broker.Prober
+	// urlsRead is when the broker Secrets were last read; they are read
+	// again after secretRefresh, or at once after a failed poll.
+	urlsRead time.Time
+	prober   broker.Prober
 	scalers   map[string]*autoscale.Scaler
 }
 
@@ -337,16 +346,24 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 
 // backlogs reads every queue of the cluster through a prober kept per
 // cluster and broker URL.
-func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) (map[string]broker.Backlog, error) {
-	url, err := r.secret(ctx, cc.Namespace, cc.Spec.Broker.URLSecretRef)
-	if err != nil {
-		return nil, err
-	}
-	var mgmt string
-	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
-		if mgmt, err = r.secret(ctx, cc.Namespace, *ref); err != nil {
+func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) (_ map[string]broker.Backlog, err error) {
+	defer func() {
+		if err != nil {
+			st.urlsRead = time.Time{} // read the Secrets again next time
+		}
+	}()
+	url, mgmt := st.brokerURL, st.mgmtURL
+	if st.prober == nil || r.now().Sub(st.urlsRead) >= secretRefresh {
+		if url, err = r.secret(ctx, cc.Namespace, cc.Spec.Broker.URLSecretRef); err != nil {
 			return nil, err
 		}
+		mgmt = ""
+		if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
+			if mgmt, err = r.secret(ctx, cc.Namespace, *ref); err != nil {
+				return nil, err
+			}
+		}
+		st.urlsRead = r.now()
 	}
 	if st.prober == nil || st.brokerURL != url || st.mgmtURL != mgmt {
 		if st.prober != nil {
@@ -367,6 +384,10 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 	return st.prober.Backlog(pctx, queues)
 }
 
+// secretRefresh is how often a working broker's Secrets are read again,
+// so a rotated password is picked up without a GET per poll.
+const secretRefresh = 30 * time.Second
+
 // secretError is a broker Secret or key that is not there: the user's to
 // fix, reported with its own reason.
 type secretError struct{ msg string }
@@ -375,7 +396,7 @@ func (e secretError) Error() string { return e.msg }
 
 // secret reads one key of a Secret in the cluster's namespace.
 func (r *reconciler) secret(ctx context.Context, namespace string, ref corev1.SecretKeySelector) (string, error) {
-	data, found, err := configdata.Read(ctx, r.c, configdata.KindSecret, namespace, ref.Name)
+	data, found, err := configdata.Read(ctx, r.secrets, configdata.KindSecret, namespace, ref.Name)
 	if err != nil {
 		return "", err
 	}

@@ -72,14 +72,24 @@ func startApps(t *testing.T, ns string, wrap *testkit.WriteCounter, extra func(*
 // (nil: not counted).
 func newOperator(t *testing.T, ns string, writes *testkit.WriteCounter) *operator.Operator {
 	t.Helper()
+	return newOperatorWith(t, ns, writes, nil)
+}
+
+// newOperatorWith is newOperator with its options changed by change.
+func newOperatorWith(t *testing.T, ns string, writes *testkit.WriteCounter, change func(*operator.Options)) *operator.Operator {
+	t.Helper()
 	cfg := testkit.Env(t).Config
 	if writes != nil {
 		cfg = writes.Wrap(cfg)
 	}
-	op, err := operator.New(cfg, operator.Options{
+	opts := operator.Options{
 		Name: "setpoint", Scheme: scheme, Namespaces: []string{ns},
 		MetricsAddr: "0", ProbeAddr: "0", SyncPeriod: time.Second,
-	})
+	}
+	if change != nil {
+		change(&opts)
+	}
+	op, err := operator.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,18 +38,47 @@ type Options struct {
 
 // Open returns the Prober for a Celery broker URL.
 func Open(brokerURL string, opts Options) (Prober, error) {
+	u, err := Parse(brokerURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "redis", "rediss":
+		return openRedis(u)
+	default:
+		return openAMQP(u, opts.ManagementURL)
+	}
+}
+
+// Parse checks a Celery broker URL without connecting: a URL with a host
+// and a scheme this package reads. Its errors never repeat the password.
+func Parse(brokerURL string) (*url.URL, error) {
 	u, err := url.Parse(brokerURL)
 	if err != nil {
 		// url's error repeats the input, password and all.
 		return nil, fmt.Errorf("broker URL is not a URL")
 	}
 	switch u.Scheme {
-	case "redis", "rediss":
-		return openRedis(u)
-	case "amqp", "amqps", "pyamqp":
-		return openAMQP(u, opts.ManagementURL)
+	case "redis", "rediss", "amqp", "amqps", "pyamqp":
+	default:
+		return nil, fmt.Errorf("broker URL %s: unsupported scheme %q (want redis, rediss, amqp or amqps)", Redact(brokerURL), u.Scheme)
 	}
-	return nil, fmt.Errorf("broker URL %s: unsupported scheme %q (want redis, rediss, amqp or amqps)", Redact(brokerURL), u.Scheme)
+	if u.Host == "" {
+		return nil, fmt.Errorf("broker URL %s has no host", Redact(brokerURL))
+	}
+	return u, nil
+}
+
+// ParseManagement checks a RabbitMQ management API URL without connecting.
+func ParseManagement(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("management URL is not a URL")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("management URL %s: want http(s)://user:password@host:port", Redact(raw))
+	}
+	return nil
 }
 
 // Redact returns a URL with its password replaced, for errors, logs,

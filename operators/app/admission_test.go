@@ -1,0 +1,64 @@
+package app
+
+import (
+	"reflect"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+)
+
+func TestCheck(t *testing.T) {
+	cluster := map[ConfigRef]map[string][]byte{
+		{Kind: KindSecret, Name: "db"}:     {"user": nil, "password": nil},
+		{Kind: KindSecret, Name: "tls"}:    {"tls.crt": []byte("c"), "tls.key": []byte("k")},
+		{Kind: KindSecret, Name: "opaque"}: {"cert": []byte("c")},
+		{Kind: KindConfigMap, Name: "cfg"}: {"LEVEL": nil},
+	}
+	read := func(ref ConfigRef) (map[string][]byte, bool, error) {
+		data, ok := cluster[ref]
+		return data, ok, nil
+	}
+	secretKey := func(name, key string, optional bool) v1alpha1.App {
+		return *newApp(func(a *v1alpha1.App) {
+			a.Spec.Env = []corev1.EnvVar{{Name: "V", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key, Optional: &optional}}}}
+		})
+	}
+	for _, tc := range []struct {
+		name               string
+		app                v1alpha1.App
+		problems, warnings []string
+	}{
+		{"key present", secretKey("db", "password", false), nil, nil},
+		{"key missing", secretKey("db", "pasword", false), []string{`spec.env[V]: Secret db has no key "pasword" (it has: password, user)`}, nil},
+		{"key missing but optional", secretKey("db", "pasword", true), nil, nil},
+		{"secret missing", secretKey("later", "x", false), nil, []string{"Secret later does not exist yet: the App will not be Ready until it does"}},
+		{"configmap key missing", *newApp(func(a *v1alpha1.App) {
+			a.Spec.Env = []corev1.EnvVar{{Name: "L", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}, Key: "level"}}}}
+		}), []string{`spec.env[L]: ConfigMap cfg has no key "level" (it has: LEVEL)`}, nil},
+		{"envFrom missing", *newApp(func(a *v1alpha1.App) {
+			a.Spec.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "nope"}}}}
+		}), nil, []string{"ConfigMap nope does not exist yet: the App will not be Ready until it does"}},
+		{"tls secret good", *newApp(withRoutes(v1alpha1.Route{Host: "a.example.com", TLSSecretName: "tls"})), nil, nil},
+		{"tls secret without keys", *newApp(withRoutes(v1alpha1.Route{Host: "a.example.com", TLSSecretName: "opaque"})),
+			[]string{"spec.routes[0]: Secret opaque cannot serve TLS for a.example.com: it needs the keys tls.crt and tls.key (it has: cert)"}, nil},
+		{"tls secret missing", *newApp(withRoutes(v1alpha1.Route{Host: "a.example.com", TLSSecretName: "soon"})),
+			nil, []string{"spec.routes[0]: TLS Secret soon does not exist yet: a.example.com is served without TLS until it does"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			problems, warnings, err := Check(&tc.app, read)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(problems, tc.problems) {
+				t.Errorf("problems\n got %q\nwant %q", problems, tc.problems)
+			}
+			if !reflect.DeepEqual(warnings, tc.warnings) {
+				t.Errorf("warnings\n got %q\nwant %q", warnings, tc.warnings)
+			}
+		})
+	}
+}
