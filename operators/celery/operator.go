@@ -100,7 +100,7 @@ type clusterState struct {
 	// again after secretRefresh, or at once after a failed poll.
 	urlsRead time.Time
 	prober   broker.Prober
-	scalers   map[string]*autoscale.Scaler
+	scalers  map[string]*autoscale.Scaler
 }
 
 // initialReplicas is a pool's count before the autoscaler decided.
