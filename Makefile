@@ -19,7 +19,7 @@ BENCH ?= .
 DEV_FLAGS ?=
 
 K8S_TOOLS := $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kube-scheduler $(BIN)/kubectl
-TOOLS := $(BIN)/etcd $(K8S_TOOLS) $(BIN)/kwok $(BIN)/kwok-stages.yaml $(BIN)/controller-gen
+TOOLS := $(BIN)/etcd $(K8S_TOOLS) $(BIN)/kwok $(BIN)/kwok-stages.yaml $(BIN)/controller-gen $(BIN)/helm
 
 ##@ Everyday
 
@@ -36,13 +36,17 @@ generate: $(BIN)/controller-gen ## Generate deepcopy code and CRDs (config/crd/b
 	$(BIN)/controller-gen object paths=./api/...
 	$(BIN)/controller-gen crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 
+.PHONY: manifests
+manifests: generate ## Generate RBAC from the +kubebuilder:rbac markers (config/rbac, config/operators/*) and the Helm chart's RBAC and CRD templates (hack/manifests.sh).
+	CONTROLLER_GEN=$(BIN)/controller-gen hack/manifests.sh
+
 # Fails when the committed generated files differ from what `make generate`
-# makes now (it leaves them regenerated, ready to commit).
+# and `make manifests` make now (it leaves them regenerated, ready to commit).
 .PHONY: check-generated
 check-generated: $(BIN)/controller-gen
-	@gen() { find api config/crd/bases -name 'zz_generated.*' -o -name '*.yaml' | sort | xargs sha256sum; }; \
-	  before=$$(gen); $(MAKE) -s generate; after=$$(gen); \
-	  if [ "$$before" != "$$after" ]; then echo "generated files were stale; \`make generate\` has updated them, commit the result:"; \
+	@gen() { find api config charts -name 'zz_generated.*' -o -name '*.yaml' | sort | xargs sha256sum; }; \
+	  before=$$(gen); $(MAKE) -s manifests; after=$$(gen); \
+	  if [ "$$before" != "$$after" ]; then echo "generated files were stale; \`make manifests\` has updated them, commit the result:"; \
 	    diff <(echo "$$before") <(echo "$$after") | grep '^>' | awk '{print "  " $$3}'; exit 1; fi
 
 .PHONY: test
@@ -103,6 +107,12 @@ $(BIN)/kwok-stages.yaml: hack/tools/kwok/go.mod hack/tools/kwok/go.sum
 	  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
 	           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do \
 	    echo '---'; cat "$$dir/$$f"; done > $@.tmp && mv $@.tmp $@
+
+# Renders charts/setpoint in the tests, so the chart is checked like the
+# kustomize YAML.
+$(BIN)/helm: hack/tools/helm/go.mod hack/tools/helm/go.sum
+	@echo ">> building helm (cold: about 2 minutes)"
+	cd hack/tools/helm && $(GO) build -o $@ helm.sh/helm/v3/cmd/helm
 
 $(BIN)/controller-gen: hack/tools/controller-gen/go.mod hack/tools/controller-gen/go.sum
 	@echo ">> building controller-gen (cold: about 1 minute)"

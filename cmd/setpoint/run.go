@@ -49,7 +49,7 @@ configuration when run in a pod. It watches all namespaces unless
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "apply Setpoint's CRDs before starting (needs permission to write CRDs)")
 	fs.StringVar(&w.service, "webhook-service", "", "namespace/name of the Service in front of the operators' pods: serves the admission webhooks of App and CeleryCluster through it (default: no webhooks)")
 	fs.IntVar(&w.port, "webhook-port", 9443, "port the admission webhook server listens on")
-	fs.StringVar(&w.certSecret, "webhook-cert-secret", "", "namespace/name of the Secret that keeps the webhooks' CA and serving certificate, shared by replicas (default: <service name>-webhook-cert in the Service's namespace)")
+	fs.StringVar(&w.certSecret, "webhook-cert-secret", "", "namespace/name of the Secret that keeps the webhooks' CA and serving certificate, shared by replicas (default: <service name>-cert in the Service's namespace)")
 	o.register(fs, ":8080", ":8081", 50, 100)
 	return cmd
 }
@@ -71,7 +71,7 @@ func (w webhookFlags) options() (*operator.Webhooks, error) {
 	if err != nil {
 		return nil, err
 	}
-	secret := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name + "-webhook-cert"}
+	secret := types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name + "-cert"}
 	if w.certSecret != "" {
 		if secret, err = namespacedName("--webhook-cert-secret", w.certSecret); err != nil {
 			return nil, err

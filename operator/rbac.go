@@ -1,0 +1,14 @@
+package operator
+
+// What every Setpoint operator needs besides its kinds: Events for its
+// log lines, admission webhook configurations it registers itself, and,
+// in its own namespace, the leader-election Lease and the Secret that
+// keeps its webhook certificate. `make manifests` turns these into the
+// setpoint-base roles; an author's operator gets them from
+// `setpoint generate`.
+
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations;mutatingwebhookconfigurations,verbs=get;create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=setpoint-system,resources=leases,verbs=get;create;update
+// +kubebuilder:rbac:groups="",namespace=setpoint-system,resources=secrets,verbs=get;create;update
