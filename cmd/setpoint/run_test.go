@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
 
@@ -122,5 +124,44 @@ func TestVersion(t *testing.T) {
 	line := v.waitLine(t, "setpoint ", 30*time.Second)
 	if !strings.Contains(line, "linux/") {
 		t.Errorf("version line %q lacks the platform", line)
+	}
+}
+
+// `setpoint generate` prints the greeter's install YAML from its code, and
+// writes it as a kustomize directory that kubectl can build.
+func TestGenerate(t *testing.T) {
+	generate := func(args ...string) (string, error) {
+		out, err := exec.Command(setpointBin, append([]string{"generate"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	greeter := []string{"--name", "greeter", "--image", "example.com/greeter:1", "--paths", "../../examples/greeter"}
+	out, err := generate(greeter...)
+	if err != nil {
+		t.Fatalf("setpoint generate: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kind: ClusterRole\nmetadata:\n  name: greeter\n", "- configmaps", "kind: Deployment", "namespace: greeter-system", "image: example.com/greeter:1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+
+	dir := filepath.Join(t.TempDir(), "greeter")
+	if out, err := generate(append(greeter, "-o", dir)...); err != nil {
+		t.Fatalf("setpoint generate -o: %v\n%s", err, out)
+	}
+	kubectl, err := controlplane.FindBinary("kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := exec.Command(kubectl, "kustomize", dir).Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize %s: %v", dir, err)
+	}
+	if !strings.Contains(string(built), "kind: ServiceAccount") {
+		t.Errorf("kustomize output lacks the ServiceAccount:\n%s", built)
+	}
+
+	if out, err := generate("--image", "x"); err == nil || !strings.Contains(out, `required flag(s) "name" not set`) {
+		t.Errorf("generate without --name: %v\n%s", err, out)
 	}
 }

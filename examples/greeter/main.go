@@ -36,6 +36,14 @@ import (
 	"github.com/setpoint-dev/setpoint/operator"
 )
 
+// What the greeter does in the cluster; `setpoint generate` makes its
+// ClusterRole from this marker (the library's own needs, Events and the
+// leader-election Lease, are added to it):
+//
+//	setpoint generate --name greeter --image example.com/greeter:1 --paths ./examples/greeter
+//
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+
 // Label marks the ConfigMaps the greeter handles.
 const Label = "example.setpoint.dev/greet"
 

@@ -10,9 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/manifests"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
@@ -24,11 +26,40 @@ func TestMain(m *testing.M) {
 }
 
 func TestGreeter(t *testing.T) {
+	greet(t, testkit.Env(t).Config)
+}
+
+// `setpoint generate` gives the greeter what it needs to run: applied to
+// the cluster, its ServiceAccount runs the same scenario with no request
+// refused.
+func TestGreeterAsItsGeneratedServiceAccount(t *testing.T) {
+	env := testkit.Env(t)
+	install := env.Namespace(t)
+	objs, err := manifests.Generate(manifests.Options{Name: "greeter", Namespace: install, Image: "example.com/greeter:1", Paths: []string{"."}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range objs {
+		if u.GetKind() == "Namespace" {
+			continue // the test's own, already there
+		}
+		if err := env.Client.Apply(t.Context(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("test"), client.ForceOwnership); err != nil {
+			t.Fatalf("apply %s %s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	refused := &testkit.Refused{}
+	greet(t, refused.Wrap(testkit.Impersonate(env.Config, install, "greeter")))
+	refused.Check(t)
+}
+
+// greet runs the greeter with cfg on a fresh namespace through its life:
+// create, rename, an unlabelled ConfigMap left alone, delete.
+func greet(t *testing.T, cfg *rest.Config) {
 	env := testkit.Env(t)
 	ns := env.Namespace(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, env.Config, operator.Options{Name: "greeter", Namespaces: []string{ns}}) }()
+	go func() { done <- run(ctx, cfg, operator.Options{Name: "greeter", Namespaces: []string{ns}}) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	parent := &corev1.ConfigMap{

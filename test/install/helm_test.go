@@ -52,5 +52,5 @@ func TestHelmInstallCeleryOnly(t *testing.T) {
 	cc := brokerCluster(work, "tasks", "broker")
 	create(t, cc)
 	waitBrokerReachable(t, cc)
-	refused.check(t)
+	refused.Check(t)
 }

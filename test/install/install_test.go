@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
@@ -218,45 +215,14 @@ func checkAccess(t *testing.T, sa string, allowed, denied []access) {
 	}
 }
 
-// forbidden records every request the API server refused with 403.
-type forbidden struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (f *forbidden) wrap(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return testkit.RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := rt.RoundTrip(r)
-			if err == nil && resp.StatusCode == http.StatusForbidden {
-				f.mu.Lock()
-				f.got = append(f.got, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
-				f.mu.Unlock()
-			}
-			return resp, err
-		})
-	})
-	return cfg
-}
-
-func (f *forbidden) check(t *testing.T) {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.got) > 0 {
-		t.Errorf("the operators were refused %d requests:\n%s", len(f.got), strings.Join(f.got, "\n"))
-	}
-}
-
 // runAs runs the named built-in operators in this process as the
 // ServiceAccount sa (impersonated), the way the manifests run them:
 // all namespaces, leader election and the webhook certificate in ns.
-func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *forbidden {
+func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *testkit.Refused {
 	t.Helper()
-	f := &forbidden{}
-	cfg := f.wrap(testkit.Env(t).Config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: sa}
+	f := &testkit.Refused{}
+	name := strings.TrimPrefix(sa, "system:serviceaccount:"+ns+":")
+	cfg := f.Wrap(testkit.Impersonate(testkit.Env(t).Config, ns, name))
 	wh := testkit.Webhooks(t)
 	wh.CertSecret = types.NamespacedName{Namespace: ns, Name: certSecret}
 	op, err := operator.New(cfg, operator.Options{

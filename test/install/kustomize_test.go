@@ -165,5 +165,5 @@ func TestKustomizeInstall(t *testing.T) {
 	if err := c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "setpoint"}, &coordinationv1.Lease{}); err != nil {
 		t.Errorf("leader-election Lease: %v", err)
 	}
-	refused.check(t)
+	refused.Check(t)
 }
