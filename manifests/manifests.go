@@ -271,7 +271,7 @@ func Deployment(o Options) *appsv1.Deployment {
 					},
 					Containers: []corev1.Container{{
 						Name: "manager", Image: o.Image, Args: o.Args,
-						Env: []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
+						Env:            []corev1.EnvVar{{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}}},
 						Ports:          ports,
 						LivenessProbe:  probe("/healthz", 10),
 						ReadinessProbe: probe("/readyz", 5),
