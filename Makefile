@@ -69,6 +69,11 @@ bench-tools: ## Build bin/setpoint-baseline, the plain controller-runtime App op
 build: ## Build bin/setpoint.
 	$(GO) build -o $(BIN)/setpoint ./cmd/setpoint
 
+IMAGE ?= ghcr.io/setpoint-dev/setpoint:dev
+.PHONY: image
+image: ## Build the container image IMAGE with docker (needs a Docker engine).
+	docker build -t $(IMAGE) --build-arg VERSION=$$(git describe --tags --always --dirty) .
+
 ##@ Tools (pinned in hack/tools, built into bin/)
 
 .PHONY: deps

@@ -80,7 +80,7 @@ func TestAdmissionHandlers(t *testing.T) {
 		if err == nil {
 			return errors.New("a ConfigMap with size=big was admitted")
 		}
-		if !strings.Contains(err.Error(), `admission webhook "configmaps.core.test-`+ns+`.setpoint.dev" denied the request: data.size: "big" is not a whole number`) {
+		if !strings.Contains(err.Error(), `admission webhook "configmaps.core.setpoint.dev" denied the request: data.size: "big" is not a whole number`) {
 			return fmt.Errorf("refused with an unexpected message: %v", err)
 		}
 		return nil

@@ -155,14 +155,18 @@ func (a admitted) path() string {
 	return "/" + verb + "/" + group + "/" + a.gvk.Version + "/" + a.resource
 }
 
-// name is the webhook's name in its configuration: it must be a fully
-// qualified name, unique within the configuration.
-func (a admitted) name(op string) string {
+// name is the webhook's name in its configuration (one configuration
+// per operator): a fully qualified name, such as apps.apps.setpoint.dev or
+// configmaps.core.setpoint.dev.
+func (a admitted) name() string {
+	if strings.Contains(a.gvk.Group, ".") {
+		return a.resource + "." + a.gvk.Group
+	}
 	group := a.gvk.Group
 	if group == "" {
 		group = "core"
 	}
-	return a.resource + "." + group + "." + op + ".setpoint.dev"
+	return a.resource + "." + group + ".setpoint.dev"
 }
 
 // setupWebhooks registers the kinds' admission handlers on the server and
@@ -366,13 +370,13 @@ func webhookConfigs(name string, hooks []admitted, clientConfig func(string) adm
 		if h.mutate {
 			reinvoke := admissionregistrationv1.NeverReinvocationPolicy
 			mutating = append(mutating, admissionregistrationv1.MutatingWebhook{
-				Name: h.name(name), ClientConfig: cc, Rules: common.rules, FailurePolicy: &fail, SideEffects: &none,
+				Name: h.name(), ClientConfig: cc, Rules: common.rules, FailurePolicy: &fail, SideEffects: &none,
 				TimeoutSeconds: &secs, AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: common.nsSelector,
 				MatchConditions: common.conditions, ReinvocationPolicy: &reinvoke,
 			})
 		} else {
 			validating = append(validating, admissionregistrationv1.ValidatingWebhook{
-				Name: h.name(name), ClientConfig: cc, Rules: common.rules, FailurePolicy: &fail, SideEffects: &none,
+				Name: h.name(), ClientConfig: cc, Rules: common.rules, FailurePolicy: &fail, SideEffects: &none,
 				TimeoutSeconds: &secs, AdmissionReviewVersions: []string{"v1"}, NamespaceSelector: common.nsSelector,
 				MatchConditions: common.conditions,
 			})

@@ -76,7 +76,7 @@ func TestAdmissionWebhooks(t *testing.T) {
 		want string
 	}{
 		{"App: key not in the Secret", newApp("typo", envFrom("db", "pasword")),
-			`admission webhook "apps.apps.setpoint.dev.admission-` + ns + `.setpoint.dev" denied the request: spec.env[DB_PASSWORD]: Secret db has no key "pasword" (it has: password, user)`},
+			`admission webhook "apps.apps.setpoint.dev" denied the request: spec.env[DB_PASSWORD]: Secret db has no key "pasword" (it has: password, user)`},
 		{"App: TLS Secret without a certificate", newApp("tls", func(a *appsv1alpha1.App) {
 			a.Spec.Routes = []appsv1alpha1.Route{{Host: "shop.example.com", TLSSecretName: "not-tls"}}
 		}), "spec.routes[0]: Secret not-tls cannot serve TLS for shop.example.com: it needs the keys tls.crt and tls.key (it has: cert)"},
