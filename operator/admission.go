@@ -32,19 +32,36 @@ type Review[T client.Object] struct {
 	// outside the API server.
 	DryRun bool
 
-	warnings []string
+	// Findings collects the handler's warnings and problems (Warn, Refuse).
+	Findings
 }
 
-// Warn adds a warning to the response: kubectl prints it, and the request
-// still goes through. For what is probably wrong but may be fine, such as
-// a reference to a Secret that does not exist yet.
-func (r *Review[T]) Warn(format string, args ...any) {
-	r.warnings = append(r.warnings, fmt.Sprintf(format, args...))
+// Findings collects what an admission check found. A check written as a
+// pure function can take *Findings and be table-tested without a request.
+type Findings struct {
+	// Problems refuse the request, all of them in one message.
+	Problems []string
+	// Warnings are shown to the user (kubectl prints them); the request
+	// still goes through.
+	Warnings []string
 }
 
-// AdmitFunc handles one admission request. A returned error refuses the
-// request with the error's text as the message the user sees (an
-// apierrors status error keeps its own code and details).
+// Warn records a warning: for what is probably wrong but may be fine,
+// such as a reference to a Secret that does not exist yet.
+func (f *Findings) Warn(format string, args ...any) {
+	f.Warnings = append(f.Warnings, fmt.Sprintf(format, args...))
+}
+
+// Refuse records a problem: the request is refused when the handler
+// returns, with every problem found, so the user fixes them in one go.
+func (f *Findings) Refuse(format string, args ...any) {
+	f.Problems = append(f.Problems, fmt.Sprintf(format, args...))
+}
+
+// AdmitFunc handles one admission request. Problems recorded with
+// Review.Refuse, or a returned error, refuse the request with their text
+// as the message the user sees (an apierrors status error keeps its own
+// code and details).
 type AdmitFunc[T client.Object] func(ctx context.Context, r *Review[T]) error
 
 // OnValidate registers a validating admission handler, called on create
@@ -119,36 +136,32 @@ func (h *admissionHandler[T]) Handle(ctx context.Context, req admission.Request)
 	if h.mutate {
 		original = r.Object.DeepCopyObject().(T)
 	}
-	var errs []error
 	for _, fn := range fns {
 		if err := fn(ctx, r); err != nil {
 			var status apierrors.APIStatus
 			if errors.As(err, &status) {
 				log.V(1).Info("Admission refused", "reason", err.Error())
-				return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: new(status.Status())}}.WithWarnings(r.warnings...)
+				return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: false, Result: new(status.Status())}}.WithWarnings(r.Warnings...)
 			}
-			errs = append(errs, err)
+			r.Problems = append(r.Problems, err.Error())
 		}
 	}
-	if len(errs) > 0 {
-		msgs := make([]string, len(errs))
-		for i, err := range errs {
-			msgs[i] = err.Error()
-		}
-		log.V(1).Info("Admission refused", "reason", strings.Join(msgs, "; "))
-		return admission.Denied(strings.Join(msgs, "; ")).WithWarnings(r.warnings...)
+	if len(r.Problems) > 0 {
+		msg := strings.Join(r.Problems, "; ")
+		log.V(1).Info("Admission refused", "reason", msg)
+		return admission.Denied(msg).WithWarnings(r.Warnings...)
 	}
 	if !h.mutate {
-		return admission.Allowed("").WithWarnings(r.warnings...)
+		return admission.Allowed("").WithWarnings(r.Warnings...)
 	}
 	ops, err := mutations(original, r.Object)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("%s: %w", h.k.gvk.Kind, err))
 	}
 	if len(ops) == 0 {
-		return admission.Allowed("").WithWarnings(r.warnings...)
+		return admission.Allowed("").WithWarnings(r.Warnings...)
 	}
-	return admission.Patched("", ops...).WithWarnings(r.warnings...)
+	return admission.Patched("", ops...).WithWarnings(r.Warnings...)
 }
 
 // mutations is the JSON patch from before to after, both typed. It is

@@ -56,6 +56,12 @@ func TestAdmissionHandlers(t *testing.T) {
 			if r.Object.Labels["mutated"] != "yes" {
 				return errors.New("mutating handler did not run first")
 			}
+			if c := r.Object.Data["color"]; c == "red" || c == "blue" {
+				r.Refuse("data.color: %s is not allowed", c)
+			}
+			if c := r.Object.Data["color"]; c == "blue" {
+				r.Refuse("data.color: blue is taken")
+			}
 			size, ok := r.Object.Data["size"]
 			if !ok {
 				return nil
@@ -85,6 +91,12 @@ func TestAdmissionHandlers(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Every problem a handler records is in the one message.
+	blue := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "blue"}, Data: map[string]string{"color": "blue"}}
+	if err := c.Create(ctx, blue); err == nil || !strings.Contains(err.Error(), "denied the request: data.color: blue is not allowed; data.color: blue is taken") {
+		t.Errorf("create with two problems: %v, want both in the message", err)
+	}
 
 	good := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "good"}, Data: map[string]string{"size": "3"}}
 	if err := c.Create(ctx, good, client.DryRunAll); err != nil {

@@ -9,6 +9,7 @@ import (
 	"hash"
 	"maps"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -87,4 +88,14 @@ func Digest(data map[string][]byte, keys []string) string {
 		WriteField(h, string(v))
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// KeyList names data's keys, sorted and comma-separated ("no keys" when
+// empty), for messages that say what a ConfigMap or Secret has instead of
+// the key asked for; never the values.
+func KeyList(data map[string][]byte) string {
+	if len(data) == 0 {
+		return "no keys"
+	}
+	return strings.Join(slices.Sorted(maps.Keys(data)), ", ")
 }

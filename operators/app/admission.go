@@ -2,11 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,52 +19,52 @@ import (
 // cert-manager often create it after the App.
 func admit(c client.Reader) operator.AdmitFunc[*v1alpha1.App] {
 	return func(ctx context.Context, r *operator.Review[*v1alpha1.App]) error {
-		app := r.Object
-		found := map[ConfigRef]map[string][]byte{}
 		read := func(ref ConfigRef) (map[string][]byte, bool, error) {
-			if data, ok := found[ref]; ok {
-				return data, data != nil, nil
-			}
-			data, ok, err := configdata.Read(ctx, c, ref.Kind, app.Namespace, ref.Name)
-			if err != nil {
-				return nil, false, err
-			}
-			found[ref] = data
-			return data, ok, nil
+			return configdata.Read(ctx, c, ref.Kind, r.Object.Namespace, ref.Name)
 		}
-		problems, warnings, err := Check(app, read)
-		for _, w := range warnings {
-			r.Warn("%s", w)
-		}
-		if err != nil {
-			return err
-		}
-		if len(problems) > 0 {
-			return errors.New(strings.Join(problems, "; "))
-		}
-		return nil
+		return Check(r.Object, read, &r.Findings)
 	}
 }
 
-// Check returns what is wrong with the App's references (problems refuse
-// it) and what may be (warnings), reading each ConfigMap or Secret with
-// read.
-func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, error)) (problems, warnings []string, err error) {
-	missing := map[ConfigRef]bool{}
-	key := func(what string, ref ConfigRef, k string, optional *bool) error {
-		data, ok, err := read(ref)
-		if err != nil {
-			return err
+// Check records in f what is wrong with the App's references (problems
+// refuse it) and what may be (warnings), reading each ConfigMap or Secret
+// once with read; an error is one reading.
+func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, error), f *operator.Findings) error {
+	type content struct {
+		data  map[string][]byte
+		found bool
+	}
+	seen := map[ConfigRef]content{}
+	get := func(ref ConfigRef) (map[string][]byte, bool, error) {
+		if c, ok := seen[ref]; ok {
+			return c.data, c.found, nil
 		}
-		if !ok {
-			if !(optional != nil && *optional) && !missing[ref] {
-				missing[ref] = true
-				warnings = append(warnings, fmt.Sprintf("%s %s does not exist yet: the App will not be Ready until it does", ref.Kind, ref.Name))
-			}
+		data, found, err := read(ref)
+		if err != nil {
+			return nil, false, err
+		}
+		seen[ref] = content{data, found}
+		return data, found, nil
+	}
+	missing := map[ConfigRef]bool{}
+	absent := func(ref ConfigRef) {
+		if !missing[ref] {
+			missing[ref] = true
+			f.Warn("%s %s does not exist yet: the App will not be Ready until it does", ref.Kind, ref.Name)
+		}
+	}
+	key := func(what string, ref ConfigRef, k string, optional *bool) error {
+		if optional != nil && *optional {
 			return nil
 		}
-		if _, has := data[k]; !has && !(optional != nil && *optional) {
-			problems = append(problems, fmt.Sprintf("%s: %s %s has no key %q (it has: %s)", what, ref.Kind, ref.Name, k, keyList(data)))
+		data, ok, err := get(ref)
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			absent(ref)
+		case !hasKey(data, k):
+			f.Refuse("%s: %s %s has no key %q (it has: %s)", what, ref.Kind, ref.Name, k, configdata.KeyList(data))
 		}
 		return nil
 	}
@@ -81,46 +76,43 @@ func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, err
 		what := "spec.env[" + e.Name + "]"
 		if s := v.SecretKeyRef; s != nil {
 			if err := key(what, ConfigRef{Kind: KindSecret, Name: s.Name}, s.Key, s.Optional); err != nil {
-				return nil, nil, err
+				return err
 			}
 		}
 		if cm := v.ConfigMapKeyRef; cm != nil {
 			if err := key(what, ConfigRef{Kind: KindConfigMap, Name: cm.Name}, cm.Key, cm.Optional); err != nil {
-				return nil, nil, err
+				return err
 			}
 		}
 	}
 	for _, ref := range ConfigRefs(app) {
-		if _, ok, err := read(ref); err != nil {
-			return nil, nil, err
-		} else if !ok && !ref.Optional && !missing[ref] {
-			missing[ref] = true
-			warnings = append(warnings, fmt.Sprintf("%s %s does not exist yet: the App will not be Ready until it does", ref.Kind, ref.Name))
+		if ref.Optional {
+			continue
+		}
+		if _, ok, err := get(ref); err != nil {
+			return err
+		} else if !ok {
+			absent(ref)
 		}
 	}
 	for i, route := range app.Spec.Routes {
 		if route.TLSSecretName == "" {
 			continue
 		}
-		ref := ConfigRef{Kind: KindSecret, Name: route.TLSSecretName}
-		data, ok, err := read(ref)
-		if err != nil {
-			return nil, nil, err
-		}
-		if !ok {
-			warnings = append(warnings, fmt.Sprintf("spec.routes[%d]: TLS Secret %s does not exist yet: %s is served without TLS until it does", i, ref.Name, route.Host))
-			continue
-		}
-		if len(data[corev1.TLSCertKey]) == 0 || len(data[corev1.TLSPrivateKeyKey]) == 0 {
-			problems = append(problems, fmt.Sprintf("spec.routes[%d]: Secret %s cannot serve TLS for %s: it needs the keys tls.crt and tls.key (it has: %s)", i, ref.Name, route.Host, keyList(data)))
+		data, ok, err := get(ConfigRef{Kind: KindSecret, Name: route.TLSSecretName})
+		switch {
+		case err != nil:
+			return err
+		case !ok:
+			f.Warn("spec.routes[%d]: TLS Secret %s does not exist yet: %s is served without TLS until it does", i, route.TLSSecretName, route.Host)
+		case len(data[corev1.TLSCertKey]) == 0 || len(data[corev1.TLSPrivateKeyKey]) == 0:
+			f.Refuse("spec.routes[%d]: Secret %s cannot serve TLS for %s: it needs the keys tls.crt and tls.key (it has: %s)", i, route.TLSSecretName, route.Host, configdata.KeyList(data))
 		}
 	}
-	return problems, warnings, nil
+	return nil
 }
 
-func keyList(data map[string][]byte) string {
-	if len(data) == 0 {
-		return "no keys"
-	}
-	return strings.Join(slices.Sorted(maps.Keys(data)), ", ")
+func hasKey(data map[string][]byte, k string) bool {
+	_, ok := data[k]
+	return ok
 }

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 func TestCheck(t *testing.T) {
@@ -49,10 +50,11 @@ func TestCheck(t *testing.T) {
 			nil, []string{"spec.routes[0]: TLS Secret soon does not exist yet: a.example.com is served without TLS until it does"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			problems, warnings, err := Check(&tc.app, read)
-			if err != nil {
+			var f operator.Findings
+			if err := Check(&tc.app, read, &f); err != nil {
 				t.Fatal(err)
 			}
+			problems, warnings := f.Problems, f.Warnings
 			if !reflect.DeepEqual(problems, tc.problems) {
 				t.Errorf("problems\n got %q\nwant %q", problems, tc.problems)
 			}

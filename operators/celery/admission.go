@@ -2,11 +2,6 @@ package celery
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"maps"
-	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,47 +18,33 @@ import (
 // (it is often created after the cluster); BrokerReachable says the rest.
 func admit(c client.Reader) operator.AdmitFunc[*v1alpha1.CeleryCluster] {
 	return func(ctx context.Context, r *operator.Review[*v1alpha1.CeleryCluster]) error {
-		cc := r.Object
 		read := func(ref corev1.SecretKeySelector) (map[string][]byte, bool, error) {
-			return configdata.Read(ctx, c, configdata.KindSecret, cc.Namespace, ref.Name)
+			return configdata.Read(ctx, c, configdata.KindSecret, r.Object.Namespace, ref.Name)
 		}
-		problems, warnings, err := Check(cc, read)
-		for _, w := range warnings {
-			r.Warn("%s", w)
-		}
-		if err != nil {
-			return err
-		}
-		if len(problems) > 0 {
-			return errors.New(strings.Join(problems, "; "))
-		}
-		return nil
+		return Check(r.Object, read, &r.Findings)
 	}
 }
 
-// Check returns what is wrong with the cluster's broker Secrets (problems
-// refuse it) and what may be (warnings), reading each with read.
-func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[string][]byte, bool, error)) (problems, warnings []string, err error) {
+// Check records in f what is wrong with the cluster's broker Secrets
+// (problems refuse it) and what may be (warnings), reading each with
+// read; an error is one reading.
+func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[string][]byte, bool, error), f *operator.Findings) error {
 	check := func(field string, ref corev1.SecretKeySelector, parse func(string) error) error {
 		data, found, err := read(ref)
 		if err != nil {
 			return err
 		}
 		if !found {
-			warnings = append(warnings, fmt.Sprintf("%s: Secret %s does not exist yet: the autoscaler waits for it (BrokerReachable=False)", field, ref.Name))
+			f.Warn("%s: Secret %s does not exist yet: the autoscaler waits for it (BrokerReachable=False)", field, ref.Name)
 			return nil
 		}
 		v, ok := data[ref.Key]
 		if !ok {
-			keys := "no keys"
-			if len(data) > 0 {
-				keys = strings.Join(slices.Sorted(maps.Keys(data)), ", ")
-			}
-			problems = append(problems, fmt.Sprintf("%s: Secret %s has no key %q (it has: %s)", field, ref.Name, ref.Key, keys))
+			f.Refuse("%s: Secret %s has no key %q (it has: %s)", field, ref.Name, ref.Key, configdata.KeyList(data))
 			return nil
 		}
 		if err := parse(string(v)); err != nil {
-			problems = append(problems, fmt.Sprintf("%s: key %q of Secret %s: %v", field, ref.Key, ref.Name, err))
+			f.Refuse("%s: key %q of Secret %s: %v", field, ref.Key, ref.Name, err)
 		}
 		return nil
 	}
@@ -71,12 +52,10 @@ func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[
 		_, err := broker.Parse(s)
 		return err
 	}); err != nil {
-		return nil, nil, err
+		return err
 	}
 	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
-		if err := check("spec.broker.managementURLSecretRef", *ref, broker.ParseManagement); err != nil {
-			return nil, nil, err
-		}
+		return check("spec.broker.managementURLSecretRef", *ref, broker.ParseManagement)
 	}
-	return problems, warnings, nil
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 func TestCheck(t *testing.T) {
@@ -47,10 +48,11 @@ func TestCheck(t *testing.T) {
 			[]string{`spec.broker.managementURLSecretRef: key "mgmt" of Secret bad: management URL rabbit:15672: want http(s)://user:password@host:port`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			problems, warnings, err := Check(tc.cc, read)
-			if err != nil {
+			var f operator.Findings
+			if err := Check(tc.cc, read, &f); err != nil {
 				t.Fatal(err)
 			}
+			problems, warnings := f.Problems, f.Warnings
 			if !reflect.DeepEqual(problems, tc.problems) {
 				t.Errorf("problems\n got %q\nwant %q", problems, tc.problems)
 			}
