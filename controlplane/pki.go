@@ -1,20 +1,18 @@
 package controlplane
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/setpoint-dev/setpoint/internal/certs"
 )
 
 // pki holds the files of the control plane's private certificate authority.
@@ -56,65 +54,38 @@ func (p *pki) ensure() error {
 		return nil
 	}
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	const tenYears = 10 * 365 * 24 * time.Hour
+	ca, err := certs.NewCA("setpoint-local-ca", now, tenYears)
 	if err != nil {
-		return fmt.Errorf("generate CA key: %w", err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "setpoint-local-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return fmt.Errorf("sign CA: %w", err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return fmt.Errorf("parse CA: %w", err)
-	}
-	if err := writeCert(p.CACert, caDER); err != nil {
 		return err
 	}
-	if err := writeECKey(p.CAKey, caKey); err != nil {
+	if err := writeFile(p.CACert, ca.CertPEM, 0o644); err != nil {
 		return err
 	}
-
-	leaf := func(certPath, keyPath string, tmpl *x509.Certificate) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err := writeFile(p.CAKey, ca.KeyPEM, 0o600); err != nil {
+		return err
+	}
+	leaf := func(certPath, keyPath string, l certs.Leaf) error {
+		pair, err := ca.Sign(l, now, tenYears)
 		if err != nil {
-			return fmt.Errorf("generate key for %s: %w", tmpl.Subject.CommonName, err)
-		}
-		tmpl.SerialNumber = serial()
-		tmpl.NotBefore = now.Add(-time.Hour)
-		tmpl.NotAfter = now.AddDate(10, 0, 0)
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return fmt.Errorf("sign %s: %w", tmpl.Subject.CommonName, err)
-		}
-		if err := writeCert(certPath, der); err != nil {
 			return err
 		}
-		return writeECKey(keyPath, key)
+		if err := writeFile(certPath, pair.CertPEM, 0o644); err != nil {
+			return err
+		}
+		return writeFile(keyPath, pair.KeyPEM, 0o600)
 	}
-	if err := leaf(p.ServingCert, p.ServingKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
+	if err := leaf(p.ServingCert, p.ServingKey, certs.Leaf{
+		CommonName: "kube-apiserver",
+		DNSNames:   []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		IPs:        []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
 	}); err != nil {
 		return err
 	}
 	// system:masters is the built-in group that RBAC always allows: this is
 	// the cluster-admin identity of the kubeconfig.
-	if err := leaf(p.AdminCert, p.AdminKey, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "setpoint-admin", Organization: []string{"system:masters"}},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	if err := leaf(p.AdminCert, p.AdminKey, certs.Leaf{
+		CommonName: "setpoint-admin", Organization: []string{"system:masters"}, Client: true,
 	}); err != nil {
 		return err
 	}
@@ -133,30 +104,12 @@ func (p *pki) ensure() error {
 	return writePEM(p.ServiceAccountPubKey, "PUBLIC KEY", pub, 0o644)
 }
 
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		// crypto/rand does not fail on Linux; a constant still yields valid certs.
-		return big.NewInt(time.Now().UnixNano())
-	}
-	return n
-}
-
-func writeCert(path string, der []byte) error {
-	return writePEM(path, "CERTIFICATE", der, 0o644)
-}
-
-func writeECKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("marshal key %s: %w", path, err)
-	}
-	return writePEM(path, "EC PRIVATE KEY", der, 0o600)
-}
-
 func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	b := pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
-	if err := os.WriteFile(path, b, mode); err != nil {
+	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+}
+
+func writeFile(path string, data []byte, mode os.FileMode) error {
+	if err := os.WriteFile(path, data, mode); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
