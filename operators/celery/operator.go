@@ -96,9 +96,12 @@ type reconciler struct {
 type clusterState struct {
 	brokerURL string
 	mgmtURL   string
-	// urlsRead is when the broker Secrets were last read; they are read
-	// again after secretRefresh, or at once after a failed poll.
+	// urlsRead is when the broker Secrets were last read, and urlsFrom
+	// the references they were read through; they are read again after
+	// secretRefresh, when the spec names other ones, or after a failed
+	// poll.
 	urlsRead time.Time
+	urlsFrom string
 	prober   broker.Prober
 	scalers  map[string]*autoscale.Scaler
 }
@@ -353,7 +356,11 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 		}
 	}()
 	url, mgmt := st.brokerURL, st.mgmtURL
-	if st.prober == nil || r.now().Sub(st.urlsRead) >= secretRefresh {
+	from := cc.Spec.Broker.URLSecretRef.Name + "/" + cc.Spec.Broker.URLSecretRef.Key
+	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
+		from += " " + ref.Name + "/" + ref.Key
+	}
+	if st.prober == nil || st.urlsFrom != from || r.now().Sub(st.urlsRead) >= secretRefresh {
 		if url, err = r.secret(ctx, cc.Namespace, cc.Spec.Broker.URLSecretRef); err != nil {
 			return nil, err
 		}
@@ -363,7 +370,7 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 				return nil, err
 			}
 		}
-		st.urlsRead = r.now()
+		st.urlsRead, st.urlsFrom = r.now(), from
 	}
 	if st.prober == nil || st.brokerURL != url || st.mgmtURL != mgmt {
 		if st.prober != nil {
