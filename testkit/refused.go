@@ -19,19 +19,13 @@ type Refused struct {
 
 // Wrap returns a copy of cfg whose requests are watched.
 func (f *Refused) Wrap(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-			resp, err := rt.RoundTrip(r)
-			if err == nil && resp.StatusCode == http.StatusForbidden {
-				f.mu.Lock()
-				f.got = append(f.got, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
-				f.mu.Unlock()
-			}
-			return resp, err
-		})
+	return observe(cfg, func(r *http.Request, resp *http.Response) {
+		if resp != nil && resp.StatusCode == http.StatusForbidden {
+			f.mu.Lock()
+			f.got = append(f.got, r.Method+" "+r.URL.Path+"?"+r.URL.RawQuery)
+			f.mu.Unlock()
+		}
 	})
-	return cfg
 }
 
 // Check fails the test if any request was refused, listing them.

@@ -20,17 +20,29 @@ type WriteCounter struct {
 
 // Wrap returns a copy of cfg whose requests are counted.
 func (w *WriteCounter) Wrap(cfg *rest.Config) *rest.Config {
+	return observe(cfg, func(r *http.Request, _ *http.Response) {
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+			w.n.Add(1)
+			w.mu.Lock()
+			w.paths = append(w.paths, r.Method+" "+r.URL.Path)
+			w.mu.Unlock()
+		}
+	})
+}
+
+// observe returns a copy of cfg that passes each request it makes, with
+// its response (nil when the request failed), to seen.
+func observe(cfg *rest.Config, seen func(*http.Request, *http.Response)) *rest.Config {
 	cfg = rest.CopyConfig(cfg)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return RoundTripFunc(func(r *http.Request) (*http.Response, error) {
-			switch r.Method {
-			case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
-				w.n.Add(1)
-				w.mu.Lock()
-				w.paths = append(w.paths, r.Method+" "+r.URL.Path)
-				w.mu.Unlock()
+			resp, err := rt.RoundTrip(r)
+			if err != nil {
+				resp = nil
 			}
-			return rt.RoundTrip(r)
+			seen(r, resp)
+			return resp, err
 		})
 	})
 	return cfg
