@@ -328,3 +328,14 @@ func Webhooks(t testing.TB) *operator.Webhooks {
 	}
 	return &operator.Webhooks{Host: "127.0.0.1", Port: port, URL: "https://127.0.0.1:" + strconv.Itoa(port)}
 }
+
+// Create creates each object with the environment's client, failing the
+// test at the first that the API server refuses.
+func Create(t testing.TB, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := Env(t).Client.Create(t.Context(), o); err != nil {
+			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}

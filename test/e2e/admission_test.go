@@ -37,7 +37,7 @@ func TestAdmissionWebhooks(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.StartOperator(t, op)
-	create(t,
+	testkit.Create(t,
 		secret(ns, "db", map[string]string{"user": "app", "password": "s3cret"}),
 		secret(ns, "not-tls", map[string]string{"cert": "x"}),
 		secret(ns, "redis", map[string]string{"url": "redis://:hunter2@redis:6379/0"}),

@@ -47,7 +47,7 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 	}
 	testkit.StartOperator(t, op)
 
-	create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
+	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
 	cc := &celeryv1alpha1.CeleryCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tasks"},
 		Spec: celeryv1alpha1.CeleryClusterSpec{
@@ -61,7 +61,7 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
 		},
 	}
-	create(t, cc)
+	testkit.Create(t, cc)
 	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
 	replicas := func(want int32) {
 		t.Helper()
@@ -183,7 +183,7 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 	orphan.ObjectMeta = metav1.ObjectMeta{Namespace: ns, Name: "orphan"}
 	orphan.Status = celeryv1alpha1.CeleryClusterStatus{}
 	orphan.Spec.Broker.URLSecretRef.Name = "absent"
-	create(t, orphan)
+	testkit.Create(t, orphan)
 	testkit.Eventually(t, wait, func() error {
 		get(t, key("orphan"), orphan)
 		c := meta.FindStatusCondition(orphan.Status.Conditions, celery.ConditionBrokerReachable)
@@ -212,7 +212,7 @@ func TestCeleryClusterOnRabbitMQScalesToZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.StartOperator(t, op)
-	create(t, secret(ns, "broker", map[string]string{"url": rabbit.URL, "management": rabbit.ManagementURL}))
+	testkit.Create(t, secret(ns, "broker", map[string]string{"url": rabbit.URL, "management": rabbit.ManagementURL}))
 	cc := &celeryv1alpha1.CeleryCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "jobs"},
 		Spec: celeryv1alpha1.CeleryClusterSpec{
@@ -226,7 +226,7 @@ func TestCeleryClusterOnRabbitMQScalesToZero(t *testing.T) {
 			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
 		},
 	}
-	create(t, cc)
+	testkit.Create(t, cc)
 	replicas := func(want int32) {
 		t.Helper()
 		testkit.Eventually(t, wait, func() error {

@@ -60,15 +60,6 @@ func secret(ns, name string, data map[string]string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
 }
 
-func create(t *testing.T, objs ...client.Object) {
-	t.Helper()
-	for _, o := range objs {
-		if err := testkit.Env(t).Client.Create(t.Context(), o); err != nil {
-			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
-		}
-	}
-}
-
 // waitRecorded waits until the reloader has recorded its baseline on a
 // workload, and returns the workload.
 func waitRecorded[T client.Object](t *testing.T, obj T) T {
@@ -136,11 +127,11 @@ func TestReloaderRollsOnEachReferenceKind(t *testing.T) {
 	secrets := map[string]*corev1.Secret{}
 	for _, name := range []string{"env", "volume", "sts", "ds"} {
 		cms[name] = configMap(ns, "cm-"+name, map[string]string{"k": "1"})
-		create(t, cms[name])
+		testkit.Create(t, cms[name])
 	}
 	for _, name := range []string{"envfrom", "projected"} {
 		secrets[name] = secret(ns, "secret-"+name, map[string]string{"k": "1"})
-		create(t, secrets[name])
+		testkit.Create(t, secrets[name])
 	}
 	envFromCM := func(name string) func(*corev1.PodSpec) {
 		return func(s *corev1.PodSpec) {
@@ -184,7 +175,7 @@ func TestReloaderRollsOnEachReferenceKind(t *testing.T) {
 		}, func() { update(t, cms["ds"], func(c *corev1.ConfigMap) { c.Data["k"] = "2" }) }, "ConfigMap cm-ds"},
 	}
 	for _, w := range workloads {
-		create(t, w.obj)
+		testkit.Create(t, w.obj)
 	}
 	for _, w := range workloads {
 		waitRecorded(t, w.obj)
@@ -226,7 +217,7 @@ func TestReloaderDoesNotRoll(t *testing.T) {
 	cfg := configMap(ns, "cfg", map[string]string{"used": "1", "unused": "1"})
 	sync := configMap(ns, "sync", map[string]string{"n": "0"})
 	other := configMap(ns, "other", map[string]string{"k": "1"})
-	create(t, cfg, sync, other)
+	testkit.Create(t, cfg, sync, other)
 	// watched (auto) uses the key "used" of cfg and all of sync; listed
 	// uses other as well, but lists only cfg and sync.
 	uses := func(others ...string) func(*corev1.PodSpec) {
@@ -243,7 +234,7 @@ func TestReloaderDoesNotRoll(t *testing.T) {
 	listed := deployment(ns, "listed", map[string]string{reloader.AnnotationConfigMaps: "cfg,sync"}, uses("other"))
 	bystander := deployment(ns, "bystander", nil, uses("other"))
 	bad := deployment(ns, "bad", map[string]string{reloader.AnnotationAuto: "true", reloader.AnnotationStrategy: "restart"}, uses("other"))
-	create(t, watched, listed, bystander, bad)
+	testkit.Create(t, watched, listed, bystander, bad)
 	// Deployments count every annotation change in their generation: from
 	// the recorded state, each roll (one patch) adds one.
 	recordedAt := map[string]int64{
@@ -285,7 +276,7 @@ func TestReloaderDoesNotRoll(t *testing.T) {
 		}
 	})
 	step("the same content created again", func() {
-		create(t, configMap(ns, "cfg", map[string]string{"used": "1", "unused": "2"}))
+		testkit.Create(t, configMap(ns, "cfg", map[string]string{"used": "1", "unused": "2"}))
 	})
 
 	// Every roll named only sync. (Identical Events fold into one series,
@@ -329,11 +320,11 @@ func TestReloaderRollsABurstOnce(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
 	startReloader(t, ns, nil, reloader.Options{Quiet: 2 * time.Second})
 	cfg := configMap(ns, "cfg", map[string]string{"n": "0"})
-	create(t, cfg)
+	testkit.Create(t, cfg)
 	d := deployment(ns, "burst", auto, func(s *corev1.PodSpec) {
 		s.Containers[0].EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}
 	})
-	create(t, d)
+	testkit.Create(t, d)
 	recorded := waitRecorded(t, d).Generation
 	tick := time.NewTicker(100 * time.Millisecond) // the burst's pace, not synchronisation
 	defer tick.Stop()
@@ -360,13 +351,13 @@ func TestReloaderRollsABurstOnce(t *testing.T) {
 func TestReloaderEnvStrategy(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
 	startReloader(t, ns, nil, reloader.Options{Strategy: reloader.StrategyEnv, Quiet: -1})
-	create(t, secret(ns, "db", map[string]string{"password": "a", "user": "u"}))
+	testkit.Create(t, secret(ns, "db", map[string]string{"password": "a", "user": "u"}))
 	d := deployment(ns, "env", auto, func(s *corev1.PodSpec) {
 		s.Containers[0].Env = []corev1.EnvVar{{Name: "PW", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "password"}}}}
 		s.Containers = append(s.Containers, corev1.Container{Name: "sidecar", Image: "registry.example/sidecar:1"})
 	})
-	create(t, d)
+	testkit.Create(t, d)
 	waitRecorded(t, d)
 	update(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}, func(s *corev1.Secret) {
 		s.StringData = map[string]string{"password": "b"}

@@ -48,9 +48,9 @@ func TestHelmInstallCeleryOnly(t *testing.T) {
 	refused := runAs(t, sa, ns, "sp-webhook-cert", "celery")
 	work := testkit.Env(t).Namespace(t)
 	redis := startRedis(t)
-	create(t, secret(work, "broker", map[string]string{"url": redis.URL}))
+	testkit.Create(t, secret(work, "broker", map[string]string{"url": redis.URL}))
 	cc := brokerCluster(work, "tasks", "broker")
-	create(t, cc)
+	testkit.Create(t, cc)
 	waitBrokerReachable(t, cc)
 	refused.Check(t)
 }

@@ -264,15 +264,6 @@ func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *testki
 
 func serviceAccount(ns, name string) string { return "system:serviceaccount:" + ns + ":" + name }
 
-func create(t *testing.T, objs ...client.Object) {
-	t.Helper()
-	for _, o := range objs {
-		if err := testkit.Env(t).Client.Create(t.Context(), o); err != nil {
-			t.Fatalf("create %T %s: %v", o, o.GetName(), err)
-		}
-	}
-}
-
 func secret(ns, name string, data map[string]string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}
 }

@@ -75,7 +75,7 @@ func TestKustomizeInstall(t *testing.T) {
 	refused := runAs(t, sa, ns, "setpoint-webhook-cert", "app", "celery", "reloader")
 	work := testkit.Env(t).Namespace(t)
 	redis := startRedis(t)
-	create(t,
+	testkit.Create(t,
 		secret(work, "db", map[string]string{"password": "s3cret"}),
 		secret(work, "broker", map[string]string{"url": redis.URL}),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: work, Name: "web-config"}, Data: map[string]string{"GREETING": "hello"}},
@@ -103,7 +103,7 @@ func TestKustomizeInstall(t *testing.T) {
 		}
 		return nil
 	})
-	create(t, a, brokerCluster(work, "tasks", "broker"))
+	testkit.Create(t, a, brokerCluster(work, "tasks", "broker"))
 
 	testkit.Eventually(t, wait, func() error {
 		got := &appsv1alpha1.App{}
@@ -130,7 +130,7 @@ func TestKustomizeInstall(t *testing.T) {
 			},
 		},
 	}
-	create(t, d)
+	testkit.Create(t, d)
 	testkit.Eventually(t, wait, func() error {
 		got := &appsv1.Deployment{}
 		if err := c.Get(t.Context(), client.ObjectKeyFromObject(d), got); err != nil {
