@@ -102,7 +102,7 @@ func Generate(o Options) ([]*unstructured.Unstructured, error) {
 			roles = append(roles, u)
 		}
 	}
-	base, err := decode(baserbac.Base)
+	base, err := Read(bytes.NewReader(baserbac.Base))
 	if err != nil {
 		return nil, fmt.Errorf("the library's roles: %w", err)
 	}
@@ -164,7 +164,7 @@ func fromCode(o Options) ([]*unstructured.Unstructured, error) {
 	}
 	var out []*unstructured.Unstructured
 	for _, name := range slices.Sorted(maps.Keys(files.files)) {
-		objs, err := decode(files.files[name].Bytes())
+		objs, err := Read(files.files[name])
 		if err != nil {
 			return nil, fmt.Errorf("generated %s: %w", name, err)
 		}
@@ -194,9 +194,12 @@ type nopCloser struct{ io.Writer }
 
 func (nopCloser) Close() error { return nil }
 
-func decode(data []byte) ([]*unstructured.Unstructured, error) {
+// Read reads a YAML (or JSON) stream of objects, such as Write's output
+// or what kubectl kustomize and helm template print; empty documents are
+// skipped.
+func Read(r io.Reader) ([]*unstructured.Unstructured, error) {
 	var out []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	dec := utilyaml.NewYAMLOrJSONDecoder(r, 4096)
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {

@@ -33,7 +33,7 @@ func readYAML(t *testing.T, path string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs, err := decode(data)
+	objs, err := Read(bytes.NewReader(data))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestGenerateMatchesMakeManifests(t *testing.T) {
 	if err := Write(&b, objs); err != nil {
 		t.Fatal(err)
 	}
-	again, err := decode(b.Bytes())
+	again, err := Read(&b)
 	if err != nil || len(again) != len(objs) {
 		t.Errorf("the YAML stream reads back as %d objects (%v), want %d", len(again), err, len(objs))
 	}

@@ -3,9 +3,7 @@ package install
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -23,12 +21,12 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/manifests"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operators/app"
 	"github.com/setpoint-dev/setpoint/operators/celery"
@@ -60,18 +58,9 @@ func render(t *testing.T, tool string, args ...string) []*unstructured.Unstructu
 	if err != nil {
 		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, stderr.String())
 	}
-	var objs []*unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s output: %v", tool, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
+	objs, err := manifests.Read(bytes.NewReader(out))
+	if err != nil {
+		t.Fatalf("%s output: %v", tool, err)
 	}
 	return objs
 }
