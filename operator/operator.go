@@ -189,6 +189,12 @@ func (op *Operator) Manager() manager.Manager { return op.mgr }
 // Client reads from the operator's cache and writes to the API server.
 func (op *Operator) Client() client.Client { return op.mgr.GetClient() }
 
+// APIReader reads from the API server directly, with no cache: for reads
+// that must see the latest state (admission checks) and for kinds the
+// operator must not list and watch whole (one Secret named by an object,
+// not every Secret in the cluster). Each read is a request.
+func (op *Operator) APIReader() client.Reader { return op.mgr.GetAPIReader() }
+
 // Scheme is the operator's scheme.
 func (op *Operator) Scheme() *runtime.Scheme { return op.opts.Scheme }
 

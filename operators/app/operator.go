@@ -27,7 +27,7 @@ func Setup(op *operator.Operator) error {
 		&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
 		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{})
 	apps.Status(r.status)
-	apps.OnValidate(admit(op.Manager().GetAPIReader()))
+	apps.OnValidate(admit(op.APIReader()))
 
 	// A change in a referenced ConfigMap or Secret must reach the Apps
 	// that use it: the index answers "who uses this one" from the cache.

@@ -67,7 +67,7 @@ func Setup(op *operator.Operator, opts Options) error {
 	// Broker Secrets are read with a GET each, not through a cache: a
 	// cache would list and watch every Secret in the cluster, which this
 	// operator has no need (or permission) to see.
-	secrets := op.Manager().GetAPIReader()
+	secrets := op.APIReader()
 	r := &reconciler{secrets: secrets, w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
 	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
 	r.get = ccs.Get
