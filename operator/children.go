@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -148,8 +149,27 @@ func (k *Kind[T]) watchChildren(ctx context.Context, c interface {
 
 // Observed holds a parent's children as they are after a pass.
 type Observed struct {
-	scheme *runtime.Scheme
-	objs   map[schema.GroupKind]map[string]*unstructured.Unstructured
+	scheme   *runtime.Scheme
+	objs     map[schema.GroupKind]map[string]*unstructured.Unstructured
+	refusals []*childError
+}
+
+// Refused says why children the pass could not have as desired are
+// missing or out of date: reason ReasonChildRefused (the API server
+// refused the child: invalid, forbidden, denied by a webhook; the
+// message is the server's, naming the child) or ReasonChildConflict
+// (another controller has its name). Both are "" when every child is
+// as desired. A status puts them in a condition, e.g. Ready=False with
+// this reason, so the user sees them with kubectl.
+func (o *Observed) Refused() (reason, message string) {
+	var msgs []string
+	for _, r := range o.refusals {
+		if reason == "" || r.reason == ReasonChildRefused {
+			reason = r.reason
+		}
+		msgs = append(msgs, r.msg)
+	}
+	return reason, strings.Join(msgs, "; ")
 }
 
 func (o *Observed) add(u *unstructured.Unstructured) {
@@ -225,6 +245,10 @@ func (d *dispatcher[T]) converge(ctx context.Context, u *unstructured.Unstructur
 		wanted[gk][du.GetName()] = true
 		got, err := d.applyChild(ctx, u, du)
 		if err != nil {
+			var ce *childError
+			if errors.As(err, &ce) {
+				observed.refusals = append(observed.refusals, ce)
+			}
 			errs = append(errs, err)
 			continue
 		}
@@ -235,12 +259,39 @@ func (d *dispatcher[T]) converge(ctx context.Context, u *unstructured.Unstructur
 	if err := d.prune(ctx, u, wanted); err != nil {
 		errs = append(errs, err)
 	}
+	d.reportRefusals(u, observed.refusals)
 	if spec.status != nil {
 		if err := d.writeStatus(ctx, u, obj, observed); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// reportRefusals posts a Warning Event for each refusal of the API
+// server not reported before for this parent (and forgets them once the
+// parent has none), so a refusal that every pass meets again is one
+// Event, not one per pass.
+func (d *dispatcher[T]) reportRefusals(u *unstructured.Unstructured, refusals []*childError) {
+	seen, _ := d.k.refusalsSeen.Load(u.GetUID())
+	was, _ := seen.(map[string]bool)
+	now := map[string]bool{}
+	for _, r := range refusals {
+		if r.reason != ReasonChildRefused {
+			continue // ChildConflict has its own Event
+		}
+		now[r.msg] = true
+		if !was[r.msg] && d.k.events.allow(u.GetUID()) {
+			d.k.events.post(u, corev1.EventTypeWarning, ReasonChildRefused, r.msg)
+		} else if !was[r.msg] {
+			delete(now, r.msg) // rate limited: post it on a later pass
+		}
+	}
+	if len(now) == 0 {
+		d.k.refusalsSeen.Delete(u.GetUID())
+		return
+	}
+	d.k.refusalsSeen.Store(u.GetUID(), now)
 }
 
 func callChildren[T client.Object](ctx context.Context, fn ChildrenFunc[T], obj T) (out []client.Object, err error) {
@@ -297,8 +348,19 @@ func controlledBy(o metav1.Object, uid types.UID) bool {
 // applyChild applies du unless the cluster already has it as desired, and
 // returns the child as it now is. An object of that name that another
 // controller owns is left alone, with a Warning Event on the parent.
+//
+// "As desired" is exact (see owned.go): the child carries the digest of
+// this very intent and Setpoint's field manager still owns every field
+// of it. Anything else is applied with forced ownership, which is how
+// drift is reverted: a field someone changed goes back to Setpoint's
+// value, and a field Setpoint no longer declares is removed unless
+// another manager owns it too.
 func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured.Unstructured) (*unstructured.Unstructured, error) {
 	k := d.k
+	handOff := takeHandOff(du)
+	if err := d.stampIntent(du); err != nil {
+		return nil, Permanent(fmt.Errorf("child %s %s: %w", du.GetKind(), du.GetName(), err))
+	}
 	live := &unstructured.Unstructured{}
 	live.SetGroupVersionKind(du.GroupVersionKind())
 	// Read only (compared, then handed to Observed, which converts), so
@@ -316,11 +378,14 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 			if k.events.allow(parent.GetUID()) {
 				k.events.post(parent, corev1.EventTypeWarning, ReasonChildConflict, msg)
 			}
-			return nil, Permanent(errors.New(msg))
+			return nil, &childError{reason: ReasonChildConflict, msg: msg, err: Permanent(errors.New(msg))}
 		}
 		// A cached copy older than our own last apply is not drift.
-		if Contains(live.Object, du.Object) || k.fresh.behind(live.GetUID(), live.GetResourceVersion()) {
+		if k.fresh.behind(live.GetUID(), live.GetResourceVersion()) || d.upToDate(live, du) {
 			return live, nil
+		}
+		if err := d.handOff(ctx, live, du, handOff); err != nil {
+			return nil, err
 		}
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("read child %s %s: %w", du.GetKind(), du.GetName(), err)
@@ -331,14 +396,167 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	}
 	if err := k.op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(du), client.FieldOwner(k.op.opts.Name), client.ForceOwnership); err != nil {
 		if !apierrors.IsInvalid(err) || rv == "" {
-			return nil, fmt.Errorf("apply %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err)
+			return nil, refused(du, fmt.Errorf("apply %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err), err)
 		}
 		if rerr := d.replaceLists(ctx, du, rv); rerr != nil {
-			return nil, fmt.Errorf("apply %s %s/%s: %w (and replacing it: %w)", du.GetKind(), du.GetNamespace(), du.GetName(), err, rerr)
+			return nil, refused(du, fmt.Errorf("apply %s %s/%s: %w (and replacing it: %w)", du.GetKind(), du.GetNamespace(), du.GetName(), err, rerr), err)
 		}
 	}
 	k.fresh.wrote(du.GetUID(), du.GetResourceVersion())
 	return du, nil
+}
+
+// stampIntent puts the digest of du, as it is, on du.
+func (d *dispatcher[T]) stampIntent(du *unstructured.Unstructured) error {
+	sum, err := appliedDigest(du.Object)
+	if err != nil {
+		return err
+	}
+	ann := du.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[d.k.op.keys.applied()] = sum
+	du.SetAnnotations(ann)
+	return nil
+}
+
+// upToDate reports whether live is what applying du would leave: it was
+// applied with this intent, and no field of it has been taken since.
+func (d *dispatcher[T]) upToDate(live, du *unstructured.Unstructured) bool {
+	key := d.k.op.keys.applied()
+	if live.GetAnnotations()[key] != du.GetAnnotations()[key] {
+		return false
+	}
+	fields := appliedFields(live, d.k.op.opts.Name)
+	return fields != nil && ownsAll(fields, du.Object)
+}
+
+// handOffAnnotation carries HandOff's paths from a builder to the pass;
+// it is taken off before the child is applied.
+const handOffAnnotation = "setpoint.dev/" + handOffName
+
+// HandOff marks fields of a desired child (dotted paths such as
+// "spec.replicas") that Setpoint may have set before and now leaves to
+// someone else, keeping their live values. Without it, applying a child
+// that no longer sets a field removes the field, and the API server puts
+// its default back: a Deployment handed to an autoscaler would drop to
+// one replica until the autoscaler reacts. With it, the live value is
+// first handed to a field manager of its own ("<name>-handoff"), as the
+// Kubernetes docs on server-side apply describe for autoscalers, so the
+// field stays when Setpoint lets go of it; the next writer (the
+// autoscaler) then takes it over. Paths the child sets are not affected.
+func HandOff[O client.Object](obj O, paths ...string) O {
+	ann := obj.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[handOffAnnotation] = strings.Join(paths, ",")
+	obj.SetAnnotations(ann)
+	return obj
+}
+
+// takeHandOff removes HandOff's annotation from du and returns its paths.
+func takeHandOff(du *unstructured.Unstructured) [][]string {
+	ann := du.GetAnnotations()
+	v, ok := ann[handOffAnnotation]
+	if !ok {
+		return nil
+	}
+	delete(ann, handOffAnnotation)
+	if len(ann) == 0 {
+		unstructured.RemoveNestedField(du.Object, "metadata", "annotations")
+	} else {
+		du.SetAnnotations(ann)
+	}
+	var out [][]string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, ParsePath(p))
+		}
+	}
+	return out
+}
+
+// handOff gives the fields in paths that du leaves out, and that
+// Setpoint's manager owns in live, to the hand-off manager with their
+// live values, before du is applied without them.
+func (d *dispatcher[T]) handOff(ctx context.Context, live, du *unstructured.Unstructured, paths [][]string) error {
+	fields := appliedFields(live, d.k.op.opts.Name)
+	keep := &unstructured.Unstructured{Object: map[string]any{}}
+	keep.SetGroupVersionKind(du.GroupVersionKind())
+	keep.SetNamespace(du.GetNamespace())
+	keep.SetName(du.GetName())
+	any := false
+	for _, p := range paths {
+		if _, found, _ := unstructured.NestedFieldNoCopy(du.Object, p...); found {
+			continue
+		}
+		v, found, _ := unstructured.NestedFieldNoCopy(live.Object, p...)
+		if !found || !ownsPath(fields, p) {
+			continue
+		}
+		if err := unstructured.SetNestedField(keep.Object, runtime.DeepCopyJSONValue(v), p...); err != nil {
+			return Permanent(fmt.Errorf("hand off %s of %s %s: %w", strings.Join(p, "."), du.GetKind(), du.GetName(), err))
+		}
+		any = true
+	}
+	if !any {
+		return nil
+	}
+	err := d.k.op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(keep), client.FieldOwner(d.k.op.opts.Name+"-handoff"), client.ForceOwnership)
+	if err != nil {
+		return fmt.Errorf("hand off fields of %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err)
+	}
+	return nil
+}
+
+// ownsPath reports whether a field set holds the field at a map path.
+func ownsPath(fields map[string]any, path []string) bool {
+	node := fields
+	for _, name := range path {
+		next, ok := node["f:"+name].(map[string]any)
+		if !ok {
+			return false
+		}
+		node = next
+	}
+	return node != nil
+}
+
+// Reasons of a child the parent cannot have.
+const ReasonChildRefused = "ChildRefused"
+
+// childError is a child that cannot be had as desired: the API server
+// refused it, or another controller has its name. It is reported on the
+// parent (Observed.Refused, a Warning Event).
+type childError struct {
+	reason, msg string
+	err         error
+}
+
+func (e *childError) Error() string { return e.err.Error() }
+func (e *childError) Unwrap() error { return e.err }
+
+// refused wraps the error of an apply that the API server answered with
+// a refusal (invalid, forbidden, denied by a webhook) as a childError;
+// other errors are returned as they are. Invalid and bad requests wait
+// for the parent to change; the others are retried, as permissions and
+// webhooks can be mended without touching the parent.
+func refused(du *unstructured.Unstructured, wrapped, apiErr error) error {
+	var status apierrors.APIStatus
+	if !errors.As(apiErr, &status) {
+		return wrapped
+	}
+	code := status.Status().Code
+	if code < 400 || code >= 500 || code == 404 || code == 409 || code == 429 {
+		return wrapped
+	}
+	if apierrors.IsInvalid(apiErr) || apierrors.IsBadRequest(apiErr) {
+		wrapped = Permanent(wrapped)
+	}
+	return &childError{reason: ReasonChildRefused,
+		msg: fmt.Sprintf("%s %s was refused: %s", du.GetKind(), du.GetName(), status.Status().Message), err: wrapped}
 }
 
 // replaceLists repairs a child that an apply cannot: apply merges lists
@@ -409,6 +627,10 @@ func (d *dispatcher[T]) prune(ctx context.Context, parent *unstructured.Unstruct
 }
 
 // writeStatus computes the status and writes it only when it changed.
+// The write is conditional on the resourceVersion the pass read: another
+// writer of the status (a daemon) may have written since, and a status
+// computed from the older copy would revert its fields. On a conflict
+// nothing is written; that other write's watch event brings a new pass.
 func (d *dispatcher[T]) writeStatus(ctx context.Context, u *unstructured.Unstructured, obj T, observed *Observed) error {
 	k := d.k
 	st, err := k.children.status(ctx, obj, observed)
@@ -422,16 +644,25 @@ func (d *dispatcher[T]) writeStatus(ctx context.Context, u *unstructured.Unstruc
 	if reflect.DeepEqual(want, normalize(u.Object["status"])) {
 		return nil
 	}
-	data, err := jsonPatch(jsonOp{Op: "add", Path: "/status", Value: want})
+	data, err := jsonPatch(
+		jsonOp{Op: "replace", Path: "/metadata/resourceVersion", Value: u.GetResourceVersion()},
+		jsonOp{Op: "add", Path: "/status", Value: want})
 	if err != nil {
 		return err
 	}
-	if err := k.op.mgr.GetClient().Status().Patch(ctx, u, client.RawPatch(types.JSONPatchType, data), client.FieldOwner(k.op.opts.Name)); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
+	target := u.DeepCopy()
+	err = k.op.mgr.GetClient().Status().Patch(ctx, target, client.RawPatch(types.JSONPatchType, data), client.FieldOwner(k.op.opts.Name))
+	switch {
+	case apierrors.IsNotFound(err):
+		// Gone since the pass read it (a missing status subresource is
+		// refused at Run, so it is not that).
+		return nil
+	case apierrors.IsConflict(err):
+		k.logger().V(1).Info("status changed by another writer; recomputed on its event", "namespace", u.GetNamespace(), "name", u.GetName())
+		return nil
+	case err != nil:
 		return fmt.Errorf("write status of %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
-	k.fresh.wrote(u.GetUID(), u.GetResourceVersion())
+	k.fresh.wrote(u.GetUID(), target.GetResourceVersion())
 	return nil
 }

@@ -45,7 +45,7 @@ func TestFailingDeleteHandlerHoldsTheObjectAndSaysWhy(t *testing.T) {
 	if err := env.Client.Delete(t.Context(), dep); err != nil {
 		t.Fatal(err)
 	}
-	waitEvent(t, dep, "Handler release failed (attempt 1), retrying in 50ms: backend still has data")
+	waitEvent(t, dep, "Handler release failed (attempt 1), retrying in 100ms: backend still has data")
 	c.waitCount(t, "delete", 3)
 	testkit.EventuallyGone(t, env.Client, dep, wait)
 }

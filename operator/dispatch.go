@@ -44,7 +44,7 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	if !k.matches(u) {
 		k.tasks.stop(req.NamespacedName)
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, d.release(ctx, u)
 	}
 	if k.fresh.behind(u.GetUID(), u.GetResourceVersion()) {
 		// The cache has not caught up with our own last write: acting on
@@ -64,7 +64,7 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	if !k.predicatesMatch(obj) {
 		k.tasks.stop(req.NamespacedName)
-		return reconcile.Result{}, nil
+		return reconcile.Result{}, d.release(ctx, u)
 	}
 	if u.GetDeletionTimestamp() != nil {
 		// Timers and daemons never hold up a deletion.
@@ -98,6 +98,24 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 		res.RequeueAfter = again
 	}
 	return res, errors.Join(convergeErr, levelErr, err)
+}
+
+// release removes our finalizer from an object that has left the
+// Watch's filters (labels, annotations, When): it is no longer ours to
+// hold, and one deleted later must not wait for ever on handlers that
+// will not run for it. As in Kopf, its delete handlers do not run. Only
+// the Watch whose delete handlers put the finalizer there lets it go.
+func (d *dispatcher[T]) release(ctx context.Context, u *unstructured.Unstructured) error {
+	if !d.k.needsFinalizer() || !slices.Contains(u.GetFinalizers(), d.k.op.keys.finalizer()) {
+		return nil
+	}
+	if _, err := d.finalizer(ctx, u, false); err != nil {
+		return err
+	}
+	if u.GetDeletionTimestamp() != nil {
+		d.k.fresh.released(u.GetUID())
+	}
+	return nil
 }
 
 // retryable logs the permanent parts of err (they wait for the object to
@@ -355,7 +373,7 @@ func (d *dispatcher[T]) call(ctx context.Context, u *unstructured.Unstructured, 
 	}
 	delay := h.cfg.backoff.Delay(st.Retries)
 	if errors.As(err, &tmp) {
-		delay = tmp.After
+		delay = max(tmp.After, MinRetryDelay)
 	}
 	at := now.Add(delay)
 	st.Delayed = &at

@@ -15,7 +15,7 @@ import (
 	"github.com/setpoint-dev/setpoint/testkit"
 )
 
-var fast = operator.Backoff(operator.BackoffPolicy{Initial: 50 * time.Millisecond, Max: 200 * time.Millisecond})
+var fast = operator.Backoff(operator.BackoffPolicy{Initial: 100 * time.Millisecond, Max: 400 * time.Millisecond})
 
 // TestErrorsDecideRetries: plain errors retry with backoff until success;
 // Temporary retries after its delay; Permanent and exhausted Retries stop

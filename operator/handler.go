@@ -82,13 +82,19 @@ type BackoffPolicy struct {
 // DefaultBackoff is used by handlers that set none.
 var DefaultBackoff = BackoffPolicy{Initial: time.Second, Max: 5 * time.Minute}
 
-// Delay returns the wait before retry number n (n >= 1).
+// MinRetryDelay is the shortest wait before a retry, whatever a backoff
+// policy or Temporary asks for: a retry costs at least one write of the
+// progress, and a delay of 0 would make that a write every millisecond.
+const MinRetryDelay = 100 * time.Millisecond
+
+// Delay returns the wait before retry number n (n >= 1), at least
+// MinRetryDelay.
 func (b BackoffPolicy) Delay(n int) time.Duration {
-	d := b.Initial
+	d := max(b.Initial, MinRetryDelay)
 	for i := 1; i < n && d < b.Max; i++ {
 		d *= 2
 	}
-	return min(d, b.Max)
+	return max(min(d, b.Max), MinRetryDelay)
 }
 
 // handlerConfig holds a handler's options.

@@ -84,7 +84,7 @@ func (d *dispatcher[T]) reconcileLevel(ctx context.Context, u *unstructured.Unst
 			return after, nil // stopping: the next start looks again
 		case errors.As(err, &tmp):
 			log.Error(err, "reconcile failed; will retry", "in", tmp.After)
-			soonest(max(tmp.After, time.Millisecond))
+			soonest(max(tmp.After, MinRetryDelay))
 		case IsPermanent(err):
 			// Every pass over the object fails the same way (status
 			// updates of a workload bring many): the per-object bucket

@@ -21,11 +21,17 @@ type keys struct{ prefix string }
 const (
 	baseName     = "last-handled-configuration"
 	progressName = "handler-progress"
+	// appliedName is on children: the digest of the intent last applied.
+	appliedName = "applied-intent"
+	// handOffName is read from desired children and never applied: the
+	// fields whose ownership passes to someone else (HandOff).
+	handOffName = "hand-off"
 )
 
 func (k keys) base() string      { return k.prefix + "/" + baseName }
 func (k keys) progress() string  { return k.prefix + "/" + progressName }
 func (k keys) finalizer() string { return k.prefix + "/finalizer" }
+func (k keys) applied() string   { return k.prefix + "/" + appliedName }
 
 // bookkeeping reports whether an annotation is the bookkeeping of this or
 // any other Setpoint operator (or Kopf's diff base), which must not count
@@ -33,7 +39,7 @@ func (k keys) finalizer() string { return k.prefix + "/finalizer" }
 // wake each other up forever.
 func bookkeeping(annotation string) bool {
 	_, name, ok := strings.Cut(annotation, "/")
-	return ok && (name == baseName || name == progressName)
+	return ok && (name == baseName || name == progressName || name == appliedName)
 }
 
 // ignoredAnnotations change without the object's meaning changing, or are

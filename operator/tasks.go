@@ -305,6 +305,7 @@ func (k *Kind[T]) deleted(ctx context.Context, u *unstructured.Unstructured) {
 	k.tasks.stop(key)
 	k.resumed.Delete(u.GetUID())
 	k.events.forget(u.GetUID())
+	k.refusalsSeen.Delete(u.GetUID())
 	k.optionalDeletes(ctx, u)
 	k.optionalDone.Delete(u.GetUID())
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -108,6 +109,7 @@ type Kind[T client.Object] struct {
 
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran
+	refusalsSeen sync.Map // types.UID -> map[string]bool: child refusals already posted
 	tasks        *tasks[T]
 	fresh        freshness
 }
@@ -278,6 +280,9 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	if k.gvk.Group != "" {
 		name += "." + k.gvk.Group
 	}
+	if err := k.checkStatusSubresource(); err != nil {
+		return err
+	}
 	k.recorder = op.mgr.GetEventRecorder(op.opts.Name)
 	k.events = newEventPoster(k.recorder, op.opts.EventLevel)
 	c, err := controller.New(name, op.mgr, controller.Options{
@@ -421,4 +426,31 @@ func (k *Kind[T]) Get(ctx context.Context, key types.NamespacedName) (T, error) 
 		return zero, err
 	}
 	return k.decode(u)
+}
+
+// checkStatusSubresource refuses a kind that has a Status function but
+// no status subresource: every status write would fail (NotFound), and
+// the user would see no status and no reason.
+func (k *Kind[T]) checkStatusSubresource() error {
+	if k.children == nil || k.children.status == nil {
+		return nil
+	}
+	mapping, err := k.op.mgr.GetRESTMapper().RESTMapping(k.gvk.GroupKind(), k.gvk.Version)
+	if err != nil {
+		return nil // not served yet: the watch reports it
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(k.op.mgr.GetConfig())
+	if err != nil {
+		return fmt.Errorf("discovery for %s: %w", k.gvk.Kind, err)
+	}
+	list, err := dc.ServerResourcesForGroupVersion(k.gvk.GroupVersion().String())
+	if err != nil {
+		return nil
+	}
+	for _, r := range list.APIResources {
+		if r.Name == mapping.Resource.Resource+"/status" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s has a Status function but its resource %s has no status subresource: add `subresources: {status: {}}` to its CRD (the kubebuilder marker +kubebuilder:subresource:status)", k.gvk.Kind, mapping.Resource.Resource)
 }

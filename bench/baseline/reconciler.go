@@ -118,7 +118,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err := r.prune(ctx, a, desired); err != nil {
 		return reconcile.Result{}, err
 	}
-	st := app.Status(a, deployments, app.Missing(configs), metav1.NewTime(time.Now()))
+	st := app.Status(a, deployments, app.Missing(configs), nil, metav1.NewTime(time.Now()))
 	if !equality.Semantic.DeepEqual(st, a.Status) {
 		a.Status = st
 		if err := r.c.Status().Update(ctx, a); err != nil {

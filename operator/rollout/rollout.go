@@ -85,6 +85,17 @@ type Blocker struct {
 	Reason, Message string
 }
 
+// Refused is the blocker of children the API server refused or another
+// controller holds (operator.Observed.Refused), or nil when there are
+// none.
+func Refused(o interface{ Refused() (string, string) }) *Blocker {
+	reason, msg := o.Refused()
+	if reason == "" {
+		return nil
+	}
+	return &Blocker{Reason: reason, Message: msg}
+}
+
 // Conditions sets Ready, Progressing and Degraded on conds from the
 // summary; a blocker, when not nil, wins over the Deployments' state.
 // Transition times change only when a condition's status does.

@@ -85,6 +85,7 @@ func TestDeployment(t *testing.T) {
 			if d.Spec.Replicas != nil {
 				t.Errorf("replicas = %d, want unset", *d.Spec.Replicas)
 			}
+			eq(t, "hand-off", d.Annotations["setpoint.dev/hand-off"], "spec.replicas")
 		},
 	}, {
 		name: "the config hash goes into the pod template",

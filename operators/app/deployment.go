@@ -9,14 +9,17 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 // Deployment builds the Deployment of one process. configHash, when not
 // empty, goes into the pod template so that a change in the referenced
 // configuration rolls the pods.
 //
-// An autoscaled process leaves spec.replicas out: the autoscaler owns it,
-// and server-side apply then never takes it back.
+// An autoscaled process leaves spec.replicas out, handed off with its
+// live value (operator.HandOff), so switching a process from replicas to
+// autoscaling keeps its pods until the autoscaler decides; the
+// autoscaler owns the field from then on.
 func Deployment(app *v1alpha1.App, p v1alpha1.Process, configHash string) *appsv1.Deployment {
 	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -36,9 +39,10 @@ func Deployment(app *v1alpha1.App, p v1alpha1.Process, configHash string) *appsv
 			},
 		},
 	}
-	if p.Autoscaling == nil {
-		d.Spec.Replicas = new(replicas(p))
+	if p.Autoscaling != nil {
+		return operator.HandOff(d, "spec.replicas")
 	}
+	d.Spec.Replicas = new(replicas(p))
 	return d
 }
 

@@ -16,6 +16,7 @@ import (
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/configdata"
+	"github.com/setpoint-dev/setpoint/operator/rollout"
 )
 
 // Setup registers the App operator's handlers on op, whose scheme must
@@ -103,7 +104,7 @@ func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *op
 	if err != nil {
 		return nil, err
 	}
-	return Status(app, deployments, Missing(configs), metav1.NewTime(r.now())), nil
+	return Status(app, deployments, Missing(configs), rollout.Refused(observed), metav1.NewTime(r.now())), nil
 }
 
 // configs reads the referenced ConfigMaps and Secrets from the cache.

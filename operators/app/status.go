@@ -25,10 +25,11 @@ const (
 )
 
 // Status computes the App's status from its Deployments (by process
-// name; a missing one is not created yet) and the required configuration
-// that does not exist. Conditions keep their transition time unless their
+// name; a missing one is not created yet), the required configuration
+// that does not exist and the children the API server refused (a
+// blocker, or nil). Conditions keep their transition time unless their
 // status changes; now stamps the ones that change.
-func Status(app *v1alpha1.App, deployments map[string]*appsv1.Deployment, missing []string, now metav1.Time) v1alpha1.AppStatus {
+func Status(app *v1alpha1.App, deployments map[string]*appsv1.Deployment, missing []string, refused *rollout.Blocker, now metav1.Time) v1alpha1.AppStatus {
 	st := v1alpha1.AppStatus{
 		ObservedGeneration: app.Generation,
 		URLs:               URLs(app),
@@ -52,8 +53,8 @@ func Status(app *v1alpha1.App, deployments map[string]*appsv1.Deployment, missin
 		})
 	}
 	st.Replicas = sum.Pods()
-	var blocker *rollout.Blocker
-	if len(missing) > 0 {
+	blocker := refused
+	if blocker == nil && len(missing) > 0 {
 		blocker = &rollout.Blocker{Reason: ReasonConfigMissing, Message: "missing " + strings.Join(missing, ", ")}
 	}
 	rollout.Conditions(&st.Conditions, app.Generation, now, sum, blocker)

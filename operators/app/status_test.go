@@ -80,7 +80,7 @@ func TestStatus(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := Status(tt.app, tt.deployments, tt.missing, now)
+			st := Status(tt.app, tt.deployments, tt.missing, nil, now)
 			ready := meta.FindStatusCondition(st.Conditions, ConditionReady)
 			eq(t, "ready", ready.Status, tt.ready)
 			eq(t, "reason", ready.Reason, tt.reason)
@@ -101,6 +101,6 @@ func TestStatusKeepsTransitionTimes(t *testing.T) {
 	earlier := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	app := newApp()
 	app.Status.Conditions = []metav1.Condition{{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonRolledOut, LastTransitionTime: earlier}}
-	st := Status(app, map[string]*appsv1.Deployment{"web": deploymentWith(1, 1, 1, 1, 1)}, nil, metav1.Now())
+	st := Status(app, map[string]*appsv1.Deployment{"web": deploymentWith(1, 1, 1, 1, 1)}, nil, nil, metav1.Now())
 	eq(t, "unchanged Ready keeps its time", meta.FindStatusCondition(st.Conditions, ConditionReady).LastTransitionTime, earlier)
 }

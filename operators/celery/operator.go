@@ -71,6 +71,7 @@ func Setup(op *operator.Operator, opts Options) error {
 	r := &reconciler{secrets: secrets, w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
 	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
 	r.get = ccs.Get
+	r.patchStatus = ccs.PatchStatus
 	ccs.Children(r.children, &appsv1.Deployment{}, &corev1.Service{})
 	ccs.Status(r.status)
 	ccs.Daemon(r.autoscale, operator.ID("autoscaler"))
@@ -85,7 +86,9 @@ type reconciler struct {
 	// get reads a CeleryCluster from the library's cache, the one that
 	// starts and stops the autoscaler daemons.
 	get func(context.Context, types.NamespacedName) (*v1alpha1.CeleryCluster, error)
-	now func() time.Time
+	// patchStatus writes the autoscaler's decisions (Kind.PatchStatus).
+	patchStatus func(ctx context.Context, before, after *v1alpha1.CeleryCluster) error
+	now         func() time.Time
 
 	mu       sync.Mutex
 	clusters map[types.UID]*clusterState
@@ -204,8 +207,8 @@ func (r *reconciler) status(_ context.Context, cc *v1alpha1.CeleryCluster, obser
 	st.Pools = pools
 	st.Workers = rollout.Summarise(components[:len(cc.Spec.Pools)]).Pods()
 	sum := rollout.Summarise(components)
-	var blocker *rollout.Blocker
-	if c := meta.FindStatusCondition(st.Conditions, ConditionBrokerReachable); c != nil && c.Status == metav1.ConditionFalse {
+	blocker := rollout.Refused(observed)
+	if c := meta.FindStatusCondition(st.Conditions, ConditionBrokerReachable); blocker == nil && c != nil && c.Status == metav1.ConditionFalse {
 		blocker = &rollout.Blocker{Reason: c.Reason, Message: c.Message}
 	}
 	rollout.Conditions(&st.Conditions, cc.Generation, metav1.NewTime(r.now()), sum, blocker)
@@ -239,7 +242,8 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 			interval = max(cc.Spec.PollInterval.Duration, 200*time.Millisecond)
 		}
 		reached, err := r.poll(ctx, cc, log)
-		if err != nil {
+		conflict := apierrors.IsConflict(err)
+		if err != nil && !conflict {
 			return err
 		}
 		// A broker that does not answer is asked again with backoff, up
@@ -250,6 +254,11 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 			failures++
 			interval = min(interval<<min(failures, 10), max(interval, brokerRetryMax))
 		}
+		if conflict {
+			// The status changed under the decision: decide again at
+			// once, from the newer copy.
+			interval = conflictRetry
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -257,6 +266,10 @@ func (r *reconciler) autoscale(ctx context.Context, snapshot *v1alpha1.CeleryClu
 		}
 	}
 }
+
+// conflictRetry is how soon a poll whose status write lost a race is
+// made again.
+const conflictRetry = 20 * time.Millisecond
 
 // brokerRetryMax bounds the backoff of an unreachable broker.
 const brokerRetryMax = 30 * time.Second
@@ -327,8 +340,10 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 	}
 	patched := cc.DeepCopy()
 	patched.Status = *next
-	if err := r.w.Status().Patch(ctx, patched, client.MergeFrom(cc)); client.IgnoreNotFound(err) != nil {
-		return reached, fmt.Errorf("write autoscaler status of %s/%s: %w", cc.Namespace, cc.Name, err)
+	// Conditional on the copy the decision was made from: the children
+	// pass writes the status too, and neither may revert the other.
+	if err := r.patchStatus(ctx, cc, patched); client.IgnoreNotFound(err) != nil {
+		return reached, err
 	}
 	return reached, nil
 }

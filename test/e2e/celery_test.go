@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -296,4 +297,140 @@ func counter(t *testing.T, name string, want map[string]string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestCeleryStatusWritersNeverRevertEachOther: the autoscaler (polling
+// every 200 ms) and the children pass (forced 50 times a second by
+// spec edits that move observedGeneration) both write the status; as the backlog only
+// grows, every decision raises the pool, so a desiredReplicas that goes
+// down, or a lastScaleTime that goes back, is one writer undoing the
+// other.
+func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
+	installCRDs(t)
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	redis, err := brokers.StartRedis(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(redis.Stop)
+	op := newOperator(t, ns, nil)
+	if err := celery.Setup(op, celery.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartOperator(t, op)
+	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
+	cc := &celeryv1alpha1.CeleryCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "race"},
+		Spec: celeryv1alpha1.CeleryClusterSpec{
+			Image: "example/race:1", App: "race",
+			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
+			Pools:        []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 20, TargetBacklog: 1}},
+			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
+		},
+	}
+	testkit.Create(t, cc)
+
+	type seen struct {
+		rv      string
+		desired int32
+		at      time.Time
+	}
+	var log []seen
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(t.Context(), &celeryv1alpha1.CeleryClusterList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for e := range w.ResultChan() {
+			c, ok := e.Object.(*celeryv1alpha1.CeleryCluster)
+			if !ok || len(c.Status.Pools) == 0 {
+				continue
+			}
+			p := c.Status.Pools[0]
+			s := seen{rv: c.ResourceVersion, desired: p.DesiredReplicas}
+			if p.LastScaleTime != nil {
+				s.at = p.LastScaleTime.Time
+			}
+			log = append(log, s)
+		}
+	}()
+
+	opts, err := goredis.ParseURL(redis.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := goredis.NewClient(opts)
+	defer rc.Close()
+	// The children pass, forced: spec edits, from two writers at 40 a
+	// second each (one alone is held back by its round trips).
+	ctx, stop := context.WithCancel(t.Context())
+	forced := make(chan int)
+	force := func(who int) {
+		n := 0
+		defer func() { forced <- n }()
+		target := &celeryv1alpha1.CeleryCluster{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "race"}}
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			// A spec change that leaves the children alone but moves
+			// observedGeneration, so every forced pass writes the status.
+			patch := fmt.Sprintf(`{"spec":{"pollInterval":"%dms"}}`, 200+(2*n+who)%7)
+			if err := env.Client.Patch(ctx, target, client.RawPatch(types.MergePatchType, []byte(patch))); err == nil {
+				n++
+			}
+		}
+	}
+	began := time.Now()
+	go force(0)
+	go force(1)
+	// The backlog grows by one every 300 ms: 1 → 12 workers, a decision
+	// at nearly every step.
+	for i := 1; i <= 12; i++ {
+		if err := rc.LPush(t.Context(), "work", fmt.Sprintf("task-%d", i)).Err(); err != nil {
+			t.Fatal(err)
+		}
+		want := int32(i)
+		testkit.Eventually(t, wait, func() error {
+			get(t, client.ObjectKeyFromObject(cc), cc)
+			if len(cc.Status.Pools) == 0 {
+				return fmt.Errorf("no pool status yet")
+			}
+			if got := cc.Status.Pools[0].DesiredReplicas; got < want {
+				return fmt.Errorf("desired %d, want %d", got, want)
+			}
+			return nil
+		})
+	}
+	stop()
+	n := <-forced + <-forced
+	rate := float64(n) / time.Since(began).Seconds()
+	w.Stop()
+	<-done
+	if rate < 50 {
+		t.Errorf("only %.0f forced passes a second", rate)
+	}
+	for i := 1; i < len(log); i++ {
+		prev, cur := log[i-1], log[i]
+		if cur.desired < prev.desired {
+			t.Errorf("desiredReplicas reverted from %d to %d (rv %s → %s)", prev.desired, cur.desired, prev.rv, cur.rv)
+		}
+		if cur.at.Before(prev.at) {
+			t.Errorf("lastScaleTime went back from %s to %s (rv %s → %s)", prev.at, cur.at, prev.rv, cur.rv)
+		}
+	}
+	t.Logf("%d forced passes (%.0f/s), %d status versions seen", n, rate, len(log))
 }

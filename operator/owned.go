@@ -1,0 +1,217 @@
+package operator
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// How a pass decides that a child needs no apply, exactly and without a
+// schema:
+//
+//  1. The child carries the digest of the intent Setpoint last applied to
+//     it (an annotation that is part of that intent). A desired object
+//     whose digest differs is applied: a changed value ("1.10" to "1.1")
+//     or a field no longer desired (which server-side apply then removes)
+//     changes the digest.
+//  2. Every field the desired object sets is still owned by Setpoint's
+//     field manager in the child's managedFields. Someone who changes or
+//     removes one of those fields by any write takes it from that manager
+//     (an update moves the ownership of the fields it changes), so drift
+//     shows as a field no longer owned, and is applied back.
+//
+// Values are never compared, so a quantity the API server normalises
+// ("0.5" to "500m") or a default it adds is not drift; and fields or list
+// entries that other managers own (a toleration added by a webhook, an
+// env var added by the reloader) are not looked at.
+
+// appliedDigest is the digest of a desired child, over its canonical
+// JSON (encoding/json sorts map keys).
+func appliedDigest(obj map[string]any) (string, error) {
+	data, err := json.Marshal(obj)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// appliedFields returns the fieldsV1 of manager's Apply entry for the
+// main resource (not a subresource), or nil if it has none.
+func appliedFields(live *unstructured.Unstructured, manager string) map[string]any {
+	// No copy: live may be the cache's own object, and is only read.
+	v, _, _ := unstructured.NestedFieldNoCopy(live.Object, "metadata", "managedFields")
+	entries, _ := v.([]any)
+	for _, e := range entries {
+		m, ok := e.(map[string]any)
+		if !ok || m["manager"] != manager || m["operation"] != "Apply" {
+			continue
+		}
+		if sub, _ := m["subresource"].(string); sub != "" {
+			continue
+		}
+		f, _ := m["fieldsV1"].(map[string]any)
+		if f == nil {
+			f = map[string]any{}
+		}
+		return f
+	}
+	return nil
+}
+
+// ownsAll reports whether the field set fields (the fieldsV1 format)
+// holds every field that desired, an object as applied, sets. Identity
+// fields (apiVersion, kind, metadata.name and namespace), which no
+// manager owns, are left out.
+func ownsAll(fields map[string]any, desired map[string]any) bool {
+	for k, v := range desired {
+		switch k {
+		case "apiVersion", "kind":
+			continue
+		case "metadata":
+			meta, ok := v.(map[string]any)
+			if !ok {
+				return false
+			}
+			rest := map[string]any{}
+			for mk, mv := range meta {
+				if mk != "name" && mk != "namespace" {
+					rest[mk] = mv
+				}
+			}
+			if len(rest) == 0 {
+				continue
+			}
+			node, ok := fields["f:metadata"].(map[string]any)
+			if !ok || !ownsValue(node, rest) {
+				return false
+			}
+			continue
+		}
+		if !ownsField(fields, k, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// ownsField checks the field named name, with value v, of a map whose
+// field set node is fields.
+func ownsField(fields map[string]any, name string, v any) bool {
+	if v == nil {
+		// An explicit null claims nothing.
+		return true
+	}
+	node, ok := fields["f:"+name].(map[string]any)
+	if !ok {
+		return false
+	}
+	return ownsValue(node, v)
+}
+
+// ownsValue checks a value against its own field set node. A node with
+// no children is a leaf: a scalar, or an atomic map or list, owned whole.
+func ownsValue(node map[string]any, v any) bool {
+	if !hasChildren(node) {
+		return true
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		for k, cv := range t {
+			if !ownsField(node, k, cv) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for i, e := range t {
+			if !ownsElement(node, i, e) {
+				return false
+			}
+		}
+		return true
+	}
+	return true
+}
+
+// hasChildren tells a granular node from a leaf; "." marks the node
+// itself as owned and is not a child.
+func hasChildren(node map[string]any) bool {
+	for k := range node {
+		if k != "." {
+			return true
+		}
+	}
+	return false
+}
+
+// ownsElement finds list element e (at index i) in the list's node: by
+// its key fields ("k:{...}"), by value for sets ("v:..."), or by index.
+func ownsElement(node map[string]any, i int, e any) bool {
+	if m, ok := e.(map[string]any); ok {
+		for key, child := range node {
+			km, ok := strings.CutPrefix(key, "k:")
+			if !ok {
+				continue
+			}
+			cn, _ := child.(map[string]any)
+			if keyMatches(km, m) && ownsValue(cn, m) {
+				return true
+			}
+		}
+	} else if data, err := json.Marshal(e); err == nil {
+		if _, ok := node["v:"+string(data)]; ok {
+			return true
+		}
+	}
+	cn, ok := node["i:"+itoa(i)].(map[string]any)
+	return ok && ownsValue(cn, e)
+}
+
+// keyMatches reports whether element m has the key fields of a "k:"
+// entry. A key field m lacks was defaulted by the API server (a port's
+// protocol) and matches any value.
+func keyMatches(keyJSON string, m map[string]any) bool {
+	var key map[string]any
+	if err := json.Unmarshal([]byte(keyJSON), &key); err != nil {
+		return false
+	}
+	for f, kv := range key {
+		ev, present := m[f]
+		if !present {
+			continue
+		}
+		if !sameJSON(ev, kv) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameJSON compares two scalars as JSON values (numbers by value,
+// whatever their Go type).
+func sameJSON(a, b any) bool {
+	an, aok := number(a)
+	bn, bok := number(b)
+	if aok || bok {
+		return aok && bok && an == bn
+	}
+	return a == b
+}
+
+func number(v any) (float64, bool) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true
+	case int:
+		return float64(n), true
+	case int32:
+		return float64(n), true
+	case float64:
+		return n, true
+	}
+	return 0, false
+}
