@@ -89,22 +89,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	hash := app.ConfigHash(configs)
-	var desired []client.Object
-	for _, p := range a.Spec.Processes {
-		desired = append(desired, app.Deployment(a, p, hash))
-		if h := app.HorizontalPodAutoscaler(a, p); h != nil {
-			desired = append(desired, h)
-		}
-		if pdb := app.PodDisruptionBudget(a, p); pdb != nil {
-			desired = append(desired, pdb)
-		}
-	}
-	if s := app.Service(a); s != nil {
-		desired = append(desired, s)
-	}
-	if ing := app.Ingress(a); ing != nil {
-		desired = append(desired, ing)
-	}
+	desired := app.Children(a, hash)
 	deployments := map[string]*appsv1.Deployment{}
 	for _, d := range desired {
 		live, err := r.ensure(ctx, a, d)

@@ -67,10 +67,17 @@ func (r *reconciler) children(ctx context.Context, app *v1alpha1.App) ([]client.
 	if err != nil {
 		return nil, err
 	}
-	hash := ConfigHash(configs)
+	return Children(app, ConfigHash(configs)), nil
+}
+
+// Children builds every child of the App: per process a Deployment and,
+// where they apply, an autoscaler and a disruption budget; the web
+// Service; the Ingress of the routes. configHash is ConfigHash of the
+// configuration the App references.
+func Children(app *v1alpha1.App, configHash string) []client.Object {
 	var out []client.Object
 	for _, p := range app.Spec.Processes {
-		out = append(out, Deployment(app, p, hash))
+		out = append(out, Deployment(app, p, configHash))
 		if h := HorizontalPodAutoscaler(app, p); h != nil {
 			out = append(out, h)
 		}
@@ -84,7 +91,7 @@ func (r *reconciler) children(ctx context.Context, app *v1alpha1.App) ([]client.
 	if ing := Ingress(app); ing != nil {
 		out = append(out, ing)
 	}
-	return out, nil
+	return out
 }
 
 // status is the App's status from the Deployments observed after the pass.

@@ -42,11 +42,7 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 		}
 	})
 	writes := &testkit.WriteCounter{}
-	op := newOperator(t, ns, writes)
-	if err := celery.Setup(op, celery.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	testkit.StartOperator(t, op)
+	startCelery(t, ns, writes)
 
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
 	cc := &celeryv1alpha1.CeleryCluster{
@@ -208,11 +204,7 @@ func TestCeleryClusterOnRabbitMQScalesToZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(rabbit.Stop)
-	op := newOperator(t, ns, nil)
-	if err := celery.Setup(op, celery.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	testkit.StartOperator(t, op)
+	startCelery(t, ns, nil)
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": rabbit.URL, "management": rabbit.ManagementURL}))
 	cc := &celeryv1alpha1.CeleryCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "jobs"},
@@ -314,11 +306,7 @@ func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(redis.Stop)
-	op := newOperator(t, ns, nil)
-	if err := celery.Setup(op, celery.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	testkit.StartOperator(t, op)
+	startCelery(t, ns, nil)
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
 	cc := &celeryv1alpha1.CeleryCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "race"},
@@ -433,4 +421,15 @@ func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
 		}
 	}
 	t.Logf("%d forced passes (%.0f/s), %d status versions seen", n, rate, len(log))
+}
+
+// startCelery runs the CeleryCluster operator on ns, as `setpoint run`
+// does, with its writes counted by writes (nil: not counted).
+func startCelery(t *testing.T, ns string, writes *testkit.WriteCounter) {
+	t.Helper()
+	op := newOperator(t, ns, writes)
+	if err := celery.Setup(op, celery.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartOperator(t, op)
 }

@@ -260,28 +260,6 @@ func editRoutes(r *rand.Rand, s *appsv1alpha1.AppSpec, pick func(...string) stri
 	return "add route " + host
 }
 
-// desiredChildren are the App's children as its builders make them (the
-// App references no ConfigMap or Secret here, so there is no hash).
-func desiredChildren(a *appsv1alpha1.App) []client.Object {
-	var out []client.Object
-	for _, p := range a.Spec.Processes {
-		out = append(out, app.Deployment(a, p, ""))
-		if h := app.HorizontalPodAutoscaler(a, p); h != nil {
-			out = append(out, h)
-		}
-		if pdb := app.PodDisruptionBudget(a, p); pdb != nil {
-			out = append(out, pdb)
-		}
-	}
-	if s := app.Service(a); s != nil {
-		out = append(out, s)
-	}
-	if ing := app.Ingress(a); ing != nil {
-		out = append(out, ing)
-	}
-	return out
-}
-
 // sameAsFreshApply compares each live child of a with a server-side
 // dry-run apply of its desired object in the empty namespace scratch,
 // and checks that no other child is left.
@@ -289,7 +267,7 @@ func sameAsFreshApply(t *testing.T, a *appsv1alpha1.App, scratch string) error {
 	t.Helper()
 	c := testkit.Env(t).Client
 	want := map[string]bool{}
-	for _, d := range desiredChildren(a) {
+	for _, d := range app.Children(a, "") {
 		gvk, err := apiutil.GVKForObject(d, scheme)
 		if err != nil {
 			t.Fatal(err)
