@@ -12,12 +12,14 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/operators/celery"
 	"github.com/setpoint-dev/setpoint/testkit"
 	"github.com/setpoint-dev/setpoint/testkit/brokers"
@@ -432,4 +434,56 @@ func startCelery(t *testing.T, ns string, writes *testkit.WriteCounter) {
 		t.Fatal(err)
 	}
 	testkit.StartOperator(t, op)
+}
+
+// TestCeleryRefusedWorkersAreReported: workers the API server refuses
+// (requests above limits) show on the CeleryCluster as Ready=False with
+// ChildRefused and the server's message, not as a rollout that waits for
+// ever; fixing the pool clears it.
+func TestCeleryRefusedWorkersAreReported(t *testing.T) {
+	installCRDs(t)
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	startCelery(t, ns, nil)
+	// No broker listens there: the refusal must win over that blocker.
+	testkit.Create(t, secret(ns, "broker", map[string]string{"url": fmt.Sprintf("redis://127.0.0.1:%d/0", controlplane.FreePort())}))
+	cc := &celeryv1alpha1.CeleryCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "greedy"},
+		Spec: celeryv1alpha1.CeleryClusterSpec{
+			Image: "example/greedy:1", App: "greedy",
+			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
+			Pools: []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 2, Resources: corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+			}}},
+		},
+	}
+	testkit.Create(t, cc)
+	readyReason := func(want string) *metav1.Condition {
+		t.Helper()
+		var c *metav1.Condition
+		testkit.Eventually(t, wait, func() error {
+			get(t, client.ObjectKeyFromObject(cc), cc)
+			if c = meta.FindStatusCondition(cc.Status.Conditions, "Ready"); c == nil || c.Reason != want {
+				return fmt.Errorf("Ready %+v, want reason %s", c, want)
+			}
+			return nil
+		})
+		return c
+	}
+	c := readyReason("ChildRefused")
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "Deployment greedy-default was refused") || !strings.Contains(c.Message, "must be less than or equal to memory limit") {
+		t.Errorf("Ready %+v", c)
+	}
+	testkit.WaitEvent(t, cc, "Warning ChildRefused: Deployment greedy-default was refused", wait)
+	testkit.Eventually(t, wait, func() error {
+		get(t, client.ObjectKeyFromObject(cc), cc)
+		cc.Spec.Pools[0].Resources.Limits = nil
+		return env.Client.Update(t.Context(), cc)
+	})
+	// Fixed: the Deployment exists, and what keeps the cluster from
+	// Ready now is the broker nobody runs.
+	readyReason(celery.ReasonBrokerUnreachable)
+	get(t, client.ObjectKey{Namespace: ns, Name: "greedy-default"}, &appsv1.Deployment{})
 }
