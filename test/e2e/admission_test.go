@@ -84,7 +84,7 @@ func TestAdmissionWebhooks(t *testing.T) {
 		{"CeleryCluster: key not in the Secret", cluster("typo", "redis", "URL"),
 			`spec.broker.urlSecretRef: Secret redis has no key "URL" (it has: url)`},
 		{"CeleryCluster: broker the autoscaler cannot read", cluster("memcached", "memcached", "url"),
-			`broker URL memcached://:xxxxx@cache:11211: unsupported scheme "memcached"`},
+			`spec.broker.urlSecretRef: key "url" of Secret memcached: broker URL has a scheme the autoscaler cannot read`},
 	}
 	// The webhooks are registered once the server listens. Until then a
 	// dry run is accepted: that must keep the wait going (it returned nil

@@ -61,7 +61,7 @@ func (p *amqpProber) connection() (*amqp.Connection, error) {
 	}
 	conn, err := amqp.DialConfig(p.u.String(), amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", p.u.Redacted(), redactErr(err, p.u))
+		return nil, fmt.Errorf("connect to %s: %w", redacted(p.u), redactErr(err, p.u))
 	}
 	p.conn = conn
 	return conn, nil
@@ -100,7 +100,7 @@ func (p *amqpProber) Backlog(ctx context.Context, queues []string) (map[string]B
 func (p *amqpProber) ready(conn *amqp.Connection, q string) (int64, error) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return 0, fmt.Errorf("open channel on %s: %w", p.u.Redacted(), redactErr(err, p.u))
+		return 0, fmt.Errorf("open channel on %s: %w", redacted(p.u), redactErr(err, p.u))
 	}
 	defer ch.Close()
 	info, err := ch.QueueDeclarePassive(q, false, false, false, false, nil)
@@ -109,7 +109,7 @@ func (p *amqpProber) ready(conn *amqp.Connection, q string) (int64, error) {
 	case errors.As(err, &amqpErr) && amqpErr.Code == amqp.NotFound:
 		return 0, nil
 	case err != nil:
-		return 0, fmt.Errorf("declare queue %s on %s: %w", q, p.u.Redacted(), redactErr(err, p.u))
+		return 0, fmt.Errorf("declare queue %s on %s: %w", q, redacted(p.u), redactErr(err, p.u))
 	}
 	return int64(info.Messages), nil
 }
@@ -127,11 +127,11 @@ func (p *amqpProber) unacked(ctx context.Context, q string) (int64, error) {
 	api.RawPath = strings.TrimSuffix(p.mgmt.EscapedPath(), "/") + "/api/queues/" + url.PathEscape(vhost) + "/" + url.PathEscape(q)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.String(), nil)
 	if err != nil {
-		return 0, fmt.Errorf("management API %s: %w", p.mgmt.Redacted(), redactErr(err, p.mgmt))
+		return 0, fmt.Errorf("management API %s: %w", redacted(p.mgmt), redactErr(err, p.mgmt))
 	}
 	resp, err := p.http.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("management API %s: %w", p.mgmt.Redacted(), redactErr(err, p.mgmt))
+		return 0, fmt.Errorf("management API %s: %w", redacted(p.mgmt), redactErr(err, p.mgmt))
 	}
 	defer resp.Body.Close()
 	switch resp.StatusCode {
@@ -139,13 +139,13 @@ func (p *amqpProber) unacked(ctx context.Context, q string) (int64, error) {
 	case http.StatusNotFound:
 		return 0, nil
 	default:
-		return 0, fmt.Errorf("management API %s: queue %s: %s", p.mgmt.Redacted(), q, resp.Status)
+		return 0, fmt.Errorf("management API %s: queue %s: %s", redacted(p.mgmt), q, resp.Status)
 	}
 	var body struct {
 		Unacked int64 `json:"messages_unacknowledged"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return 0, fmt.Errorf("management API %s: queue %s: %w", p.mgmt.Redacted(), q, err)
+		return 0, fmt.Errorf("management API %s: queue %s: %w", redacted(p.mgmt), q, err)
 	}
 	return body.Unacked, nil
 }

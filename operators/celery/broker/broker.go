@@ -51,7 +51,9 @@ func Open(brokerURL string, opts Options) (Prober, error) {
 }
 
 // Parse checks a Celery broker URL without connecting: a URL with a host
-// and a scheme this package reads. Its errors never repeat the password.
+// and a scheme this package reads. The URL comes from a Secret, so its
+// errors say what is wrong with its shape and never repeat any of it
+// (not even the scheme: "token:abc" parses as scheme "token").
 func Parse(brokerURL string) (*url.URL, error) {
 	u, err := url.Parse(brokerURL)
 	if err != nil {
@@ -60,45 +62,74 @@ func Parse(brokerURL string) (*url.URL, error) {
 	}
 	switch u.Scheme {
 	case "redis", "rediss", "amqp", "amqps", "pyamqp":
+	case "":
+		return nil, fmt.Errorf("broker URL has no scheme: want redis://, rediss://, amqp:// or amqps://")
 	default:
-		return nil, fmt.Errorf("broker URL %s: unsupported scheme %q (want redis, rediss, amqp or amqps)", Redact(brokerURL), u.Scheme)
+		return nil, fmt.Errorf("broker URL has a scheme the autoscaler cannot read: want redis, rediss, amqp or amqps")
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("broker URL %s has no host", Redact(brokerURL))
+		return nil, fmt.Errorf("broker URL has no host")
 	}
 	return u, nil
 }
 
-// ParseManagement checks a RabbitMQ management API URL without connecting.
+// ParseManagement checks a RabbitMQ management API URL without
+// connecting; like Parse, its errors repeat nothing of the URL.
 func ParseManagement(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("management URL is not a URL")
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("management URL %s: want http(s)://user:password@host:port", Redact(raw))
+		return fmt.Errorf("management URL is not of the form http(s)://user:password@host:port")
 	}
 	return nil
 }
 
-// Redact returns a URL with its password replaced, for errors, logs,
-// status and Events.
+// Redact returns a URL with its user name and password replaced, for
+// errors, logs, status and Events.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "<unparseable URL>"
 	}
-	return u.Redacted()
+	return redacted(u)
 }
 
-// redactErr replaces the broker URL's password wherever a client library
+// redacted is u with its user information replaced: a user name can be
+// a token as much as a password can (redis://TOKEN@host).
+func redacted(u *url.URL) string {
+	c := *u
+	if c.User != nil {
+		name := c.User.Username()
+		if name != "" {
+			name = "xxxxx"
+		}
+		if _, ok := c.User.Password(); ok {
+			c.User = url.UserPassword(name, "xxxxx")
+		} else {
+			c.User = url.User(name)
+		}
+	}
+	return c.String()
+}
+
+// redactErr replaces the broker URL's user name and password wherever a client library
 // repeated it in an error.
 func redactErr(err error, u *url.URL) error {
 	if err == nil {
 		return nil
 	}
+	msg := err.Error()
 	if p, ok := u.User.Password(); ok && p != "" {
-		return fmt.Errorf("%s", strings.ReplaceAll(err.Error(), p, "xxxxx"))
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
 	}
-	return err
+	// A user name can be a token too (redis://TOKEN@host).
+	if name := u.User.Username(); name != "" {
+		msg = strings.ReplaceAll(msg, name, "xxxxx")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return fmt.Errorf("%s", msg)
 }

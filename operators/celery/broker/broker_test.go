@@ -160,6 +160,8 @@ func TestRabbitMQUnackedFromManagement(t *testing.T) {
 	}
 }
 
+// TestErrorsHideThePassword: the errors of real clients that cannot
+// connect name the broker but not its password.
 func TestErrorsHideThePassword(t *testing.T) {
 	for _, url := range []string{
 		"redis://user:s3cret-pw@127.0.0.1:1/0",
@@ -178,7 +180,13 @@ func TestErrorsHideThePassword(t *testing.T) {
 		if strings.Contains(err.Error(), "s3cret-pw") {
 			t.Errorf("error shows the password: %v", err)
 		}
-		if !strings.Contains(err.Error(), "127.0.0.1") {
+		// A URL the autoscaler can read is named, without its user
+		// information; one it cannot read is not repeated at all.
+		if strings.HasPrefix(url, "kafka:") {
+			if strings.Contains(err.Error(), "kafka") || strings.Contains(err.Error(), "127.0.0.1") {
+				t.Errorf("error repeats the URL it cannot read: %v", err)
+			}
+		} else if !strings.Contains(err.Error(), "127.0.0.1") {
 			t.Errorf("error does not say which broker: %v", err)
 		}
 	}

@@ -34,7 +34,7 @@ type redisProber struct {
 func openRedis(u *url.URL) (*redisProber, error) {
 	opts, err := redis.ParseURL(u.String())
 	if err != nil {
-		return nil, fmt.Errorf("broker URL %s: %w", u.Redacted(), redactErr(err, u))
+		return nil, fmt.Errorf("broker URL %s: %w", redacted(u), redactErr(err, u))
 	}
 	return &redisProber{c: redis.NewClient(opts), u: u}, nil
 }
@@ -55,7 +55,7 @@ func (r *redisProber) Backlog(ctx context.Context, queues []string) (map[string]
 	}
 	unacked := pipe.HVals(ctx, unackedKey)
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
-		return nil, fmt.Errorf("read backlog from %s: %w", r.u.Redacted(), redactErr(err, r.u))
+		return nil, fmt.Errorf("read backlog from %s: %w", redacted(r.u), redactErr(err, r.u))
 	}
 	out := make(map[string]Backlog, len(queues))
 	for q, cmds := range lens {
