@@ -375,7 +375,8 @@ func (d *dispatcher[T]) call(ctx context.Context, u *unstructured.Unstructured, 
 	if errors.As(err, &tmp) {
 		delay = max(tmp.After, MinRetryDelay)
 	}
-	at := now.Add(delay)
+	// The delay runs from the failure, not from the attempt's start.
+	at := time.Now().Add(delay)
 	st.Delayed = &at
 	log.Error(err, "handler failed; will retry", "handler", id, "attempt", st.Retries, "in", delay)
 	handlerCalls.WithLabelValues(append(labels, "retry")...).Inc()
