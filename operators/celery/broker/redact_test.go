@@ -42,8 +42,8 @@ func TestMessagesRepeatNothingOfTheURL(t *testing.T) {
 
 func TestRedactHidesUserAndPassword(t *testing.T) {
 	for raw, want := range map[string]string{
-		"redis://:s3cr3tPw@redis:6379/0":  "redis://:xxxxx@redis:6379/0",
-		"redis://s3cr3tTok@redis:6379/0":  "redis://xxxxx@redis:6379/0",
+		"redis://:s3cr3tPw@redis:6379/0":   "redis://:xxxxx@redis:6379/0",
+		"redis://s3cr3tTok@redis:6379/0":   "redis://xxxxx@redis:6379/0",
 		"amqp://guest:guest@rabbit:5672//": "amqp://xxxxx:xxxxx@rabbit:5672//",
 		"redis://redis:6379/0":             "redis://redis:6379/0",
 	} {
