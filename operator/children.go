@@ -56,11 +56,12 @@ const (
 // Nothing is kept on the parent for this, and a pass where every child is
 // as desired makes no write.
 //
-// A child is compared with the cluster by Contains: every field the
-// desired object sets must have that value. Set explicitly what you
-// declare: a zero value the API server defaults to something else (a
-// Service port's targetPort left 0) differs on every pass and is applied
-// again each time.
+// The desired children are the whole intent of Setpoint's field
+// manager: a field applied before and no longer declared is removed
+// (unless another manager owns it too; see HandOff to keep its value),
+// and a child is applied again only when its intent changed or someone
+// took one of its fields (see owned.go). Fields other managers own are
+// never looked at. An explicit null in a desired child claims nothing.
 func (k *Kind[T]) Children(fn ChildrenFunc[T], owns ...client.Object) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -47,19 +47,11 @@ func TestCeleryClusterScalesOnRedisBacklog(t *testing.T) {
 	startCelery(t, ns, writes)
 
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
-	cc := &celeryv1alpha1.CeleryCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "tasks"},
-		Spec: celeryv1alpha1.CeleryClusterSpec{
-			Image: "example/tasks:1", App: "tasks",
-			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
-			Pools: []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 5, TargetBacklog: 2,
-				ScaleDownWindow: &metav1.Duration{Duration: 3 * time.Second}}},
-			Beat:         &celeryv1alpha1.Beat{},
-			Flower:       &celeryv1alpha1.Flower{},
-			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
-		},
-	}
+	cc := brokerCluster(ns, "tasks", celeryv1alpha1.Pool{Name: "default", Queues: []string{"work"}, MaxReplicas: 5, TargetBacklog: 2,
+		ScaleDownWindow: &metav1.Duration{Duration: 3 * time.Second}})
+	cc.Spec.Beat = &celeryv1alpha1.Beat{}
+	cc.Spec.Flower = &celeryv1alpha1.Flower{}
+	cc.Spec.PollInterval = &metav1.Duration{Duration: 200 * time.Millisecond}
 	testkit.Create(t, cc)
 	key := func(name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
 	replicas := func(want int32) {
@@ -312,16 +304,8 @@ func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
 	t.Cleanup(redis.Stop)
 	startCelery(t, ns, nil)
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": redis.URL}))
-	cc := &celeryv1alpha1.CeleryCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "race"},
-		Spec: celeryv1alpha1.CeleryClusterSpec{
-			Image: "example/race:1", App: "race",
-			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
-			Pools:        []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 20, TargetBacklog: 1}},
-			PollInterval: &metav1.Duration{Duration: 200 * time.Millisecond},
-		},
-	}
+	cc := brokerCluster(ns, "race", celeryv1alpha1.Pool{Name: "default", Queues: []string{"work"}, MaxReplicas: 20, TargetBacklog: 1})
+	cc.Spec.PollInterval = &metav1.Duration{Duration: 200 * time.Millisecond}
 	testkit.Create(t, cc)
 
 	type seen struct {
@@ -449,18 +433,10 @@ func TestCeleryRefusedWorkersAreReported(t *testing.T) {
 	startCelery(t, ns, nil)
 	// No broker listens there: the refusal must win over that blocker.
 	testkit.Create(t, secret(ns, "broker", map[string]string{"url": fmt.Sprintf("redis://127.0.0.1:%d/0", controlplane.FreePort())}))
-	cc := &celeryv1alpha1.CeleryCluster{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "greedy"},
-		Spec: celeryv1alpha1.CeleryClusterSpec{
-			Image: "example/greedy:1", App: "greedy",
-			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
-				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
-			Pools: []celeryv1alpha1.Pool{{Name: "default", Queues: []string{"work"}, MaxReplicas: 2, Resources: corev1.ResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
-				Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
-			}}},
-		},
-	}
+	cc := brokerCluster(ns, "greedy", celeryv1alpha1.Pool{Name: "default", Queues: []string{"work"}, MaxReplicas: 2, Resources: corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")},
+	}})
 	testkit.Create(t, cc)
 	readyReason := func(want string) *metav1.Condition {
 		t.Helper()
@@ -488,4 +464,19 @@ func TestCeleryRefusedWorkersAreReported(t *testing.T) {
 	// Ready now is the broker nobody runs.
 	readyReason(celery.ReasonBrokerUnreachable)
 	get(t, client.ObjectKey{Namespace: ns, Name: "greedy-default"}, &appsv1.Deployment{})
+}
+
+// brokerCluster is a CeleryCluster named name in ns, with image
+// example/<name>:1 and app <name>, whose broker URL is key "url" of the
+// Secret "broker", with these pools.
+func brokerCluster(ns, name string, pools ...celeryv1alpha1.Pool) *celeryv1alpha1.CeleryCluster {
+	return &celeryv1alpha1.CeleryCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: celeryv1alpha1.CeleryClusterSpec{
+			Image: "example/" + name + ":1", App: name,
+			Broker: celeryv1alpha1.Broker{URLSecretRef: corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "broker"}, Key: "url"}},
+			Pools: pools,
+		},
+	}
 }
