@@ -134,3 +134,40 @@ func TestRetryDelaysHaveAFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestReconcileRetryDelaysHaveAFloor: a level-triggered handler that
+// returns Temporary(err, 0) is looked at again no sooner than
+// MinRetryDelay, not in a busy loop.
+func TestReconcileRetryDelaysHaveAFloor(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	var mu sync.Mutex
+	var at []time.Time
+	start(t, nil, opts(ns), func(op *operator.Operator) {
+		operator.Watch[*corev1.ConfigMap](op).Reconcile(func(ctx context.Context, p *operator.Pass[*corev1.ConfigMap]) (time.Duration, error) {
+			if p.Object.Name != "eager" {
+				return 0, nil // kube-root-ca.crt
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			at = append(at, time.Now())
+			return 0, operator.Temporary(errors.New("not yet"), 0)
+		})
+	})
+	create(t, configMap(ns, "eager"))
+	testkit.Eventually(t, wait, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(at) < 6 {
+			return fmt.Errorf("%d passes so far", len(at))
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < operator.MinRetryDelay {
+			t.Errorf("pass %d came %s after the one before, under %s", i+1, gap, operator.MinRetryDelay)
+		}
+	}
+}
