@@ -146,10 +146,18 @@ func passCounter() (*atomic.Int64, func(*operator.Operator)) {
 	}
 }
 
+// appPasses is how many passes the App controllers of this process have
+// finished (the children's Watch and passCounter's share the name).
+func appPasses(t *testing.T) float64 {
+	return counter(t, "controller_runtime_reconcile_total", map[string]string{"controller": "setpoint-app.apps.setpoint.dev"})
+}
+
 // touch changes a label of the App, which brings a pass with nothing to
-// do, and waits until the operator has seen it.
+// do, and waits until the operator has seen it and both App controllers
+// have finished a pass since, so the writes of that pass are counted.
 func touch(t *testing.T, ns, name string, passes *atomic.Int64, value string) {
 	t.Helper()
+	done := appPasses(t)
 	seen := passes.Load()
 	mutateApp(t, ns, name, func(a *appsv1alpha1.App) {
 		if a.Labels == nil {
@@ -160,6 +168,9 @@ func touch(t *testing.T, ns, name string, passes *atomic.Int64, value string) {
 	testkit.Eventually(t, wait, func() error {
 		if passes.Load() == seen {
 			return fmt.Errorf("no pass yet")
+		}
+		if n := appPasses(t) - done; n < 2 {
+			return fmt.Errorf("%.0f passes finished since the touch", n)
 		}
 		return nil
 	})
