@@ -457,6 +457,32 @@ func HandOff[O client.Object](obj O, paths ...string) O {
 	return obj
 }
 
+// DryRunApply asks the API server whether it would accept obj, a child
+// as a ChildrenFunc returns it, applied the way a pass applies children
+// (server-side apply under the operator's field manager, forced), without
+// storing anything. An admission check can build the children of the
+// object under review and refuse it with the server's own message, so a
+// user sees at apply time what would otherwise only be a ChildRefused
+// condition. The error is the API server's (apierrors.IsInvalid for a
+// child it refuses).
+func (op *Operator) DryRunApply(ctx context.Context, obj client.Object) error {
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return fmt.Errorf("encode %T: %w", obj, err)
+	}
+	du := &unstructured.Unstructured{Object: m}
+	if du.GetAPIVersion() == "" || du.GetKind() == "" {
+		gvk, err := apiutil.GVKForObject(obj, op.opts.Scheme)
+		if err != nil {
+			return fmt.Errorf("dry-run %T: %w", obj, err)
+		}
+		du.SetGroupVersionKind(gvk)
+	}
+	takeHandOff(du)
+	return op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(du),
+		client.DryRunAll, client.FieldOwner(op.opts.Name), client.ForceOwnership)
+}
+
 // takeHandOff removes HandOff's annotation from du and returns its paths.
 func takeHandOff(du *unstructured.Unstructured) [][]string {
 	ann := du.GetAnnotations()

@@ -69,6 +69,7 @@ func setup(ctx context.Context, mgr manager.Manager, workers int) error {
 		Owns(&networkingv1.Ingress{}).
 		Owns(&autoscalingv2.HorizontalPodAutoscaler{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&appsv1.ControllerRevision{}).
 		Watches(&corev1.ConfigMap{}, users(app.KindConfigMap)).
 		Watches(&corev1.Secret{}, users(app.KindSecret)).
 		Named("app").
@@ -90,6 +91,13 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	}
 	hash := app.ConfigHash(configs)
 	desired := app.Children(a, hash)
+	release, revisions, err := r.releases(ctx, a)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, cr := range revisions {
+		desired = append(desired, cr)
+	}
 	deployments := map[string]*appsv1.Deployment{}
 	for _, d := range desired {
 		live, err := r.ensure(ctx, a, d)
@@ -104,6 +112,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		return reconcile.Result{}, err
 	}
 	st := app.Status(a, deployments, app.Missing(configs), nil, metav1.NewTime(time.Now()))
+	st.Release = release
 	if !equality.Semantic.DeepEqual(st, a.Status) {
 		a.Status = st
 		if err := r.c.Status().Update(ctx, a); err != nil {
@@ -195,7 +204,7 @@ func (r *reconciler) prune(ctx context.Context, a *appsv1alpha1.App, desired []c
 		want[fmt.Sprintf("%T/%s", d, d.GetName())] = true
 	}
 	lists := []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &networkingv1.IngressList{},
-		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}}
+		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}, &appsv1.ControllerRevisionList{}}
 	for _, list := range lists {
 		if err := r.c.List(ctx, list, client.InNamespace(a.Namespace), client.MatchingLabels{ownerLabel: a.Name}); err != nil {
 			return err
@@ -215,4 +224,26 @@ func (r *reconciler) prune(ctx context.Context, a *appsv1alpha1.App, desired []c
 		}
 	}
 	return nil
+}
+
+// releases are the App's releases as Setpoint's App operator keeps them
+// (the same pure function decides), so both record the same history.
+func (r *reconciler) releases(ctx context.Context, a *appsv1alpha1.App) (int64, []*appsv1.ControllerRevision, error) {
+	var list appsv1.ControllerRevisionList
+	if err := r.c.List(ctx, &list, client.InNamespace(a.Namespace), client.MatchingLabels{app.LabelApp: a.Name}); err != nil {
+		return 0, nil, err
+	}
+	var recorded []app.Release
+	for i := range list.Items {
+		if !metav1.IsControlledBy(&list.Items[i], a) {
+			continue
+		}
+		rel, err := app.ReleaseOf(&list.Items[i])
+		if err != nil {
+			return 0, nil, err
+		}
+		recorded = append(recorded, rel)
+	}
+	n, keep := app.Releases(a, recorded)
+	return n, keep, nil
 }

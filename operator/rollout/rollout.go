@@ -31,6 +31,12 @@ type Component struct {
 	// Want is the replica count expected when there is no Deployment
 	// yet (0 when something else, an autoscaler, decides it).
 	Want int32
+	// Scaled is set when something else (an autoscaler) decides the
+	// count, and MinAvailable is then the fewest available pods that
+	// make the component ready: pods a scale-up adds are not ready at
+	// once, and that is not the object becoming unready.
+	Scaled       bool
+	MinAvailable int32
 }
 
 // Observed is one component's counts.
@@ -65,7 +71,9 @@ func Summarise(components []Component) Summary {
 			o.ReadyReplicas, o.UpdatedReplicas = d.Status.ReadyReplicas, d.Status.UpdatedReplicas
 			if msg := Failure(d); msg != "" {
 				s.Failed = append(s.Failed, c.Name+": "+msg)
-			} else if !RolledOut(d, o.Replicas) {
+			} else if c.Scaled && !Available(d, c.MinAvailable) {
+				s.Waiting = append(s.Waiting, fmt.Sprintf("%s (%d/%d updated and available, %d needed)", c.Name, min(d.Status.UpdatedReplicas, d.Status.AvailableReplicas), o.Replicas, c.MinAvailable))
+			} else if !c.Scaled && !RolledOut(d, o.Replicas) {
 				s.Waiting = append(s.Waiting, fmt.Sprintf("%s (%d/%d updated and ready)", c.Name, min(o.UpdatedReplicas, o.ReadyReplicas), o.Replicas))
 			}
 		}
@@ -140,6 +148,16 @@ func RolledOut(d *appsv1.Deployment, want int32) bool {
 	return s.ObservedGeneration >= d.Generation &&
 		s.UpdatedReplicas == want && s.Replicas == want &&
 		s.AvailableReplicas == want && s.ReadyReplicas == want
+}
+
+// Available reports whether the Deployment's controller has seen its
+// latest spec, no pod runs an old template, and at least least pods are
+// available: the readiness of a component whose count an autoscaler
+// decides.
+func Available(d *appsv1.Deployment, least int32) bool {
+	s := d.Status
+	return s.ObservedGeneration >= d.Generation &&
+		s.UpdatedReplicas == s.Replicas && s.AvailableReplicas >= least
 }
 
 // Failure is the reason a Deployment cannot make progress, or "".

@@ -18,10 +18,6 @@ func HorizontalPodAutoscaler(app *v1alpha1.App, p v1alpha1.Process) *autoscaling
 		return nil
 	}
 	minReplicas := max(a.MinReplicas, 1)
-	target := a.TargetCPUUtilizationPercentage
-	if target == 0 {
-		target = 80
-	}
 	return &autoscalingv2.HorizontalPodAutoscaler{
 		TypeMeta: metav1.TypeMeta{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -33,26 +29,42 @@ func HorizontalPodAutoscaler(app *v1alpha1.App, p v1alpha1.Process) *autoscaling
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: ProcessName(app, p.Name)},
 			MinReplicas:    &minReplicas,
 			MaxReplicas:    a.MaxReplicas,
-			Metrics: []autoscalingv2.MetricSpec{{
-				Type: autoscalingv2.ResourceMetricSourceType,
-				Resource: &autoscalingv2.ResourceMetricSource{
-					Name:   corev1.ResourceCPU,
-					Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &target},
-				},
-			}},
+			Metrics:        metrics(a),
+			Behavior:       a.Behavior,
 		},
 	}
+}
+
+// metrics are the autoscaler's targets: CPU and memory utilisation as
+// set, CPU at 80 % when neither is.
+func metrics(a *v1alpha1.Autoscaling) []autoscalingv2.MetricSpec {
+	cpu, mem := a.TargetCPUUtilizationPercentage, a.TargetMemoryUtilizationPercentage
+	if cpu == 0 && mem == 0 {
+		cpu = 80
+	}
+	var out []autoscalingv2.MetricSpec
+	add := func(name corev1.ResourceName, target int32) {
+		if target == 0 {
+			return
+		}
+		out = append(out, autoscalingv2.MetricSpec{
+			Type: autoscalingv2.ResourceMetricSourceType,
+			Resource: &autoscalingv2.ResourceMetricSource{
+				Name:   name,
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: &target},
+			},
+		})
+	}
+	add(corev1.ResourceCPU, cpu)
+	add(corev1.ResourceMemory, mem)
+	return out
 }
 
 // PodDisruptionBudget builds a budget that lets voluntary disruptions
 // (node drains) take one pod of the process at a time, or nil when the
 // process never has more than one pod.
 func PodDisruptionBudget(app *v1alpha1.App, p v1alpha1.Process) *policyv1.PodDisruptionBudget {
-	most := replicas(p)
-	if p.Autoscaling != nil {
-		most = p.Autoscaling.MaxReplicas
-	}
-	if most <= 1 {
+	if mostPods(p) <= 1 {
 		return nil
 	}
 	return &policyv1.PodDisruptionBudget{

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
@@ -31,7 +33,8 @@ func (r ConfigRef) Key(namespace string) string {
 }
 
 // ConfigRefs lists the ConfigMaps and Secrets the App references through
-// env valueFrom and envFrom, sorted and without repeats.
+// env valueFrom (the App's and each process's), envFrom and files,
+// sorted and without repeats.
 func ConfigRefs(app *v1alpha1.App) []ConfigRef {
 	seen := map[ConfigRef]bool{}
 	optional := map[[2]string]bool{}
@@ -48,45 +51,107 @@ func ConfigRefs(app *v1alpha1.App) []ConfigRef {
 		}
 		seen[ConfigRef{Kind: kind, Name: name}] = true
 	}
-	for _, e := range app.Spec.Env {
-		if v := e.ValueFrom; v != nil {
-			if r := v.ConfigMapKeyRef; r != nil {
-				add(KindConfigMap, r.Name, r.Optional)
-			}
-			if r := v.SecretKeyRef; r != nil {
-				add(KindSecret, r.Name, r.Optional)
-			}
-		}
-	}
-	for _, e := range app.Spec.EnvFrom {
-		if r := e.ConfigMapRef; r != nil {
-			add(KindConfigMap, r.Name, r.Optional)
-		}
-		if r := e.SecretRef; r != nil {
-			add(KindSecret, r.Name, r.Optional)
-		}
+	for _, u := range uses(app) {
+		add(u.ref.Kind, u.ref.Name, u.optional)
 	}
 	out := make([]ConfigRef, 0, len(seen))
 	for r := range seen {
 		r.Optional = optional[[2]string{r.Kind, r.Name}]
 		out = append(out, r)
 	}
-	slices.SortFunc(out, func(a, b ConfigRef) int {
-		return strings.Compare(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name)
-	})
+	slices.SortFunc(out, compareRefs)
 	return out
 }
+
+// use is one place the App reads a ConfigMap or Secret: one key of it,
+// or all of it (key empty).
+type use struct {
+	ref      ConfigRef
+	key      string
+	optional *bool
+}
+
+// uses lists every read of configuration the App's pods make.
+func uses(app *v1alpha1.App) []use {
+	var out []use
+	envVars := func(env []corev1.EnvVar) {
+		for _, e := range env {
+			v := e.ValueFrom
+			if v == nil {
+				continue
+			}
+			if r := v.ConfigMapKeyRef; r != nil {
+				out = append(out, use{ConfigRef{Kind: KindConfigMap, Name: r.Name}, r.Key, r.Optional})
+			}
+			if r := v.SecretKeyRef; r != nil {
+				out = append(out, use{ConfigRef{Kind: KindSecret, Name: r.Name}, r.Key, r.Optional})
+			}
+		}
+	}
+	envVars(app.Spec.Env)
+	for _, p := range app.Spec.Processes {
+		envVars(p.Env)
+	}
+	for _, e := range app.Spec.EnvFrom {
+		if r := e.ConfigMapRef; r != nil {
+			out = append(out, use{ConfigRef{Kind: KindConfigMap, Name: r.Name}, "", r.Optional})
+		}
+		if r := e.SecretRef; r != nil {
+			out = append(out, use{ConfigRef{Kind: KindSecret, Name: r.Name}, "", r.Optional})
+		}
+	}
+	for _, f := range app.Spec.Files {
+		ref, key := fileRef(f)
+		out = append(out, use{ref, key, nil})
+	}
+	return out
+}
+
+// usedKeys is, per ConfigMap or Secret ("<Kind>/<name>"), the keys the
+// App reads, or nil when it reads all of them (envFrom).
+func usedKeys(app *v1alpha1.App) map[string][]string {
+	out := map[string][]string{}
+	whole := map[string]bool{}
+	for _, u := range uses(app) {
+		id := u.ref.Kind + "/" + u.ref.Name
+		if u.key == "" {
+			whole[id] = true
+		}
+		if !slices.Contains(out[id], u.key) {
+			out[id] = append(out[id], u.key)
+		}
+	}
+	for id := range out {
+		if whole[id] {
+			out[id] = nil
+			continue
+		}
+		slices.Sort(out[id])
+	}
+	return out
+}
+
+func compareRefs(a, b ConfigRef) int {
+	return compareStrings(a.Kind+"/"+a.Name, b.Kind+"/"+b.Name)
+}
+
+func compareStrings(a, b string) int { return strings.Compare(a, b) }
 
 // Config is a referenced ConfigMap or Secret as found in the cluster.
 type Config struct {
 	Ref   ConfigRef
 	Found bool
 	Data  map[string][]byte
+	// Keys are the keys the App reads, sorted; nil when it reads them all
+	// (envFrom). Only these count in ConfigHash.
+	Keys []string
 }
 
 // ConfigHash digests the referenced configuration: names, presence and
-// content, in a stable order. It is empty when there are no references,
-// so an App without any has no hash annotation at all.
+// the content of the keys the App reads (all of them for envFrom), in a
+// stable order, so an edit of a key no pod reads rolls nothing. It is
+// empty when there are no references, so an App without any has no hash
+// annotation at all.
 func ConfigHash(configs []Config) string {
 	if len(configs) == 0 {
 		return ""
@@ -100,14 +165,22 @@ func ConfigHash(configs []Config) string {
 			configdata.WriteField(h, "\x00missing")
 			continue
 		}
-		keys := make([]string, 0, len(c.Data))
-		for k := range c.Data {
-			keys = append(keys, k)
+		keys := c.Keys
+		if keys == nil {
+			for k := range c.Data {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
 		}
-		slices.Sort(keys)
 		for _, k := range keys {
+			v, ok := c.Data[k]
+			if !ok {
+				// An absent key differs from an empty one.
+				configdata.WriteField(h, k+"\x00missing")
+				continue
+			}
 			configdata.WriteField(h, k)
-			configdata.WriteField(h, string(c.Data[k]))
+			configdata.WriteField(h, string(v))
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:32]

@@ -6,7 +6,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operator"
@@ -32,10 +31,10 @@ func Deployment(app *v1alpha1.App, p v1alpha1.Process, configHash string) *appsv
 			Selector: &metav1.LabelSelector{MatchLabels: selector(app, p.Name)},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
-					Labels:      podLabels(app, p.Name),
+					Labels:      templateLabels(app, p.Name),
 					Annotations: podAnnotations(app, configHash),
 				},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{container(app, p)}},
+				Spec: podSpec(app, p),
 			},
 		},
 	}
@@ -46,6 +45,55 @@ func Deployment(app *v1alpha1.App, p v1alpha1.Process, configHash string) *appsv
 	return d
 }
 
+// podSpec is a process's pod: its container and the App's placement,
+// identity, pull secrets and files.
+func podSpec(app *v1alpha1.App, p v1alpha1.Process) corev1.PodSpec {
+	spec := corev1.PodSpec{
+		Containers:       []corev1.Container{container(app, p)},
+		ImagePullSecrets: app.Spec.ImagePullSecrets,
+		Volumes:          fileVolumes(app),
+	}
+	s := app.Spec.Pod
+	if s == nil {
+		s = &v1alpha1.PodSettings{}
+	}
+	spec.NodeSelector = s.NodeSelector
+	spec.Tolerations = s.Tolerations
+	spec.Affinity = s.Affinity
+	spec.ServiceAccountName = s.ServiceAccountName
+	spec.SecurityContext = s.SecurityContext
+	spec.PriorityClassName = s.PriorityClassName
+	spec.TopologySpreadConstraints = spread(app, p, s.TopologySpreadConstraints)
+	return spec
+}
+
+// spread is the process's topology spread: the user's constraints, each
+// selecting the process's pods unless it says otherwise, or by default
+// one best-effort spread over nodes for a process that can have more
+// than one pod.
+func spread(app *v1alpha1.App, p v1alpha1.Process, user []corev1.TopologySpreadConstraint) []corev1.TopologySpreadConstraint {
+	sel := &metav1.LabelSelector{MatchLabels: selector(app, p.Name)}
+	if len(user) > 0 {
+		out := make([]corev1.TopologySpreadConstraint, len(user))
+		for i, c := range user {
+			if c.LabelSelector == nil {
+				c.LabelSelector = sel
+			}
+			out[i] = c
+		}
+		return out
+	}
+	if mostPods(p) <= 1 {
+		return nil
+	}
+	return []corev1.TopologySpreadConstraint{{
+		MaxSkew:           1,
+		TopologyKey:       corev1.LabelHostname,
+		WhenUnsatisfiable: corev1.ScheduleAnyway,
+		LabelSelector:     sel,
+	}}
+}
+
 // replicas is a fixed-size process's pod count.
 func replicas(p v1alpha1.Process) int32 {
 	if p.Replicas == nil {
@@ -54,8 +102,37 @@ func replicas(p v1alpha1.Process) int32 {
 	return *p.Replicas
 }
 
+// mostPods is the most pods a process can have.
+func mostPods(p v1alpha1.Process) int32 {
+	if p.Autoscaling != nil {
+		return p.Autoscaling.MaxReplicas
+	}
+	return replicas(p)
+}
+
+// templateLabels are the pod labels: the user's, then Setpoint's (the
+// CRD refuses the user's in Setpoint's prefix, and the recommended ones
+// are ours to set).
+func templateLabels(app *v1alpha1.App, process string) map[string]string {
+	l := map[string]string{}
+	if s := app.Spec.Pod; s != nil {
+		for k, v := range s.Labels {
+			l[k] = v
+		}
+	}
+	for k, v := range podLabels(app, process) {
+		l[k] = v
+	}
+	return l
+}
+
 func podAnnotations(app *v1alpha1.App, configHash string) map[string]string {
 	a := map[string]string{}
+	if s := app.Spec.Pod; s != nil {
+		for k, v := range s.Annotations {
+			a[k] = v
+		}
+	}
 	if configHash != "" {
 		a[AnnotationConfigHash] = configHash
 	}
@@ -83,56 +160,69 @@ func metricsPort(app *v1alpha1.App) int32 {
 
 func container(app *v1alpha1.App, p v1alpha1.Process) corev1.Container {
 	c := corev1.Container{
-		Name:      p.Name,
-		Image:     app.Spec.Image,
-		Command:   p.Command,
-		Args:      p.Args,
-		Env:       env(app, p),
-		EnvFrom:   app.Spec.EnvFrom,
-		Resources: p.Resources,
+		Name:         p.Name,
+		Image:        app.Spec.Image,
+		Command:      p.Command,
+		Args:         p.Args,
+		Env:          env(app, p),
+		EnvFrom:      app.Spec.EnvFrom,
+		Resources:    p.Resources,
+		VolumeMounts: fileMounts(app),
+	}
+	if p.Image != "" {
+		c.Image = p.Image
+	}
+	if s := app.Spec.Pod; s != nil {
+		c.SecurityContext = s.ContainerSecurityContext
 	}
 	if p.Name == WebProcess {
 		c.Ports = append(c.Ports, corev1.ContainerPort{Name: PortName, ContainerPort: port(app), Protocol: corev1.ProtocolTCP})
-		if app.Spec.HealthCheckPath != "" {
-			c.ReadinessProbe = httpProbe(app.Spec.HealthCheckPath, 1)
-			// Liveness waits longer and tolerates more failures than
-			// readiness, so a slow start is not a restart loop.
-			c.LivenessProbe = httpProbe(app.Spec.HealthCheckPath, 6)
-			c.LivenessProbe.InitialDelaySeconds = 10
+		for _, extra := range app.Spec.Ports {
+			c.Ports = append(c.Ports, corev1.ContainerPort{Name: extra.Name, ContainerPort: extra.Port, Protocol: protocol(extra)})
 		}
 	}
 	if app.Spec.Metrics != nil && (p.Name != WebProcess || metricsPort(app) != port(app)) {
 		c.Ports = append(c.Ports, corev1.ContainerPort{Name: "metrics", ContainerPort: metricsPort(app), Protocol: corev1.ProtocolTCP})
 	}
+	c.StartupProbe, c.ReadinessProbe, c.LivenessProbe = probes(app, p)
 	return c
 }
 
-func httpProbe(path string, failures int32) *corev1.Probe {
-	return &corev1.Probe{
-		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-			Path:   path,
-			Port:   intstr.FromString(PortName),
-			Scheme: corev1.URISchemeHTTP,
-		}},
-		PeriodSeconds:    10,
-		TimeoutSeconds:   1,
-		SuccessThreshold: 1,
-		FailureThreshold: failures,
+func protocol(p v1alpha1.Port) corev1.Protocol {
+	if p.Protocol == "" {
+		return corev1.ProtocolTCP
 	}
+	return p.Protocol
 }
 
-// env is the App's environment, with $PORT for the web process unless the
-// user set PORT.
+// env is the App's environment with the process's over it (by name),
+// and $PORT for the web process unless the user set PORT.
 func env(app *v1alpha1.App, p v1alpha1.Process) []corev1.EnvVar {
-	if p.Name != WebProcess {
-		return app.Spec.Env
+	out := make([]corev1.EnvVar, 0, len(app.Spec.Env)+len(p.Env)+1)
+	own := map[string]bool{}
+	for _, e := range p.Env {
+		own[e.Name] = true
+	}
+	if p.Name == WebProcess && !own["PORT"] && !hasVar(app.Spec.Env, "PORT") {
+		out = append(out, corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(int(port(app)))})
 	}
 	for _, e := range app.Spec.Env {
-		if e.Name == "PORT" {
-			return app.Spec.Env
+		if !own[e.Name] {
+			out = append(out, e)
 		}
 	}
-	out := make([]corev1.EnvVar, 0, len(app.Spec.Env)+1)
-	out = append(out, corev1.EnvVar{Name: "PORT", Value: strconv.Itoa(int(port(app)))})
-	return append(out, app.Spec.Env...)
+	out = append(out, p.Env...)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func hasVar(env []corev1.EnvVar, name string) bool {
+	for _, e := range env {
+		if e.Name == name {
+			return true
+		}
+	}
+	return false
 }

@@ -22,6 +22,9 @@ func Ingress(app *v1alpha1.App) *networkingv1.Ingress {
 		},
 		Spec: networkingv1.IngressSpec{IngressClassName: app.Spec.IngressClassName},
 	}
+	if s := app.Spec.Ingress; s != nil {
+		ing.Annotations = s.Annotations
+	}
 	backend := networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{
 		Name: app.Name,
 		Port: networkingv1.ServiceBackendPort{Name: PortName},

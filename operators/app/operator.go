@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -10,6 +11,8 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,13 +25,15 @@ import (
 // Setup registers the App operator's handlers on op, whose scheme must
 // hold the App types (v1alpha1.AddToScheme) besides client-go's.
 func Setup(op *operator.Operator) error {
-	r := &reconciler{c: op.Client(), now: time.Now}
+	r := &reconciler{c: op.Client(), cache: op.Manager().GetCache(), now: time.Now}
 	apps := operator.Watch[*v1alpha1.App](op)
 	apps.Children(r.children,
 		&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
-		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{})
+		&autoscalingv2.HorizontalPodAutoscaler{}, &policyv1.PodDisruptionBudget{},
+		&appsv1.ControllerRevision{})
 	apps.Status(r.status)
-	apps.OnValidate(admit(op.APIReader()))
+	apps.Reconcile(r.rollback)
+	apps.OnValidate(admit(op.APIReader(), op.DryRunApply))
 
 	// A change in a referenced ConfigMap or Secret must reach the Apps
 	// that use it: the index answers "who uses this one" from the cache.
@@ -57,17 +62,56 @@ func Setup(op *operator.Operator) error {
 }
 
 type reconciler struct {
-	c   client.Reader
-	now func() time.Time
+	c client.Reader
+	// cache holds the children as the library watches them
+	// (unstructured); the releases are read from it, so they cost no
+	// second informer.
+	cache client.Reader
+	now   func() time.Time
 }
 
-// children is the App's desired children.
+// children is the App's desired children, its releases included.
 func (r *reconciler) children(ctx context.Context, app *v1alpha1.App) ([]client.Object, error) {
 	configs, err := r.configs(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	return Children(app, ConfigHash(configs)), nil
+	recorded, err := r.releases(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	out := Children(app, ConfigHash(configs))
+	_, keep := Releases(app, recorded)
+	for _, cr := range keep {
+		out = append(out, cr)
+	}
+	return out, nil
+}
+
+// releases reads the App's recorded releases from the cache.
+func (r *reconciler) releases(ctx context.Context, app *v1alpha1.App) ([]Release, error) {
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("ControllerRevisionList"))
+	if err := r.cache.List(ctx, list, client.InNamespace(app.Namespace), client.MatchingLabels{LabelApp: app.Name}); err != nil {
+		return nil, fmt.Errorf("list releases of %s/%s: %w", app.Namespace, app.Name, err)
+	}
+	var out []Release
+	for i := range list.Items {
+		u := &list.Items[i]
+		if !metav1.IsControlledBy(u, app) {
+			continue
+		}
+		cr := &appsv1.ControllerRevision{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, cr); err != nil {
+			return nil, fmt.Errorf("read release %s: %w", u.GetName(), err)
+		}
+		rel, err := ReleaseOf(cr)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rel)
+	}
+	return out, nil
 }
 
 // Children builds every child of the App: per process a Deployment and,
@@ -111,7 +155,14 @@ func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *op
 	if err != nil {
 		return nil, err
 	}
-	return Status(app, deployments, Missing(configs), rollout.Refused(observed), metav1.NewTime(r.now())), nil
+	recorded, err := r.releases(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	release, _ := Releases(app, recorded)
+	st := Status(app, deployments, Missing(configs), rollout.Refused(observed), metav1.NewTime(r.now()))
+	st.Release = release
+	return st, nil
 }
 
 // configs reads the referenced ConfigMaps and Secrets from the cache.
@@ -123,13 +174,14 @@ func (r *reconciler) configs(ctx context.Context, app *v1alpha1.App) ([]Config, 
 // ConfigHash and Missing; a missing one is returned as not Found.
 func ReadConfigs(ctx context.Context, c client.Reader, app *v1alpha1.App) ([]Config, error) {
 	refs := ConfigRefs(app)
+	keys := usedKeys(app)
 	out := make([]Config, 0, len(refs))
 	for _, ref := range refs {
 		data, found, err := configdata.Read(ctx, c, ref.Kind, app.Namespace, ref.Name)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Config{Ref: ref, Found: found, Data: data})
+		out = append(out, Config{Ref: ref, Found: found, Data: data, Keys: keys[ref.Kind+"/"+ref.Name]})
 	}
 	return out, nil
 }

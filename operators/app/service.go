@@ -8,13 +8,14 @@ import (
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 )
 
-// Service builds the web process's Service, named like the App, on port
-// 80. It returns nil when the App has no web process.
+// Service builds the web process's Service, named like the App: the web
+// port on port 80, then the extra ports, of the type spec.service asks
+// for. It returns nil when the App has no web process.
 func Service(app *v1alpha1.App) *corev1.Service {
 	if !hasWeb(app) {
 		return nil
 	}
-	return &corev1.Service{
+	svc := &corev1.Service{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      app.Name,
@@ -32,4 +33,20 @@ func Service(app *v1alpha1.App) *corev1.Service {
 			}},
 		},
 	}
+	for _, p := range app.Spec.Ports {
+		sp := p.ServicePort
+		if sp == 0 {
+			sp = p.Port
+		}
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{
+			Name: p.Name, Port: sp, TargetPort: intstr.FromString(p.Name), Protocol: protocol(p),
+		})
+	}
+	if s := app.Spec.Service; s != nil {
+		if s.Type != "" {
+			svc.Spec.Type = s.Type
+		}
+		svc.Annotations = s.Annotations
+	}
+	return svc
 }

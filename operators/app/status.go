@@ -41,7 +41,11 @@ func Status(app *v1alpha1.App, deployments map[string]*appsv1.Deployment, missin
 	components := make([]rollout.Component, 0, len(app.Spec.Processes))
 	for _, p := range app.Spec.Processes {
 		c := rollout.Component{Name: p.Name, Deployment: deployments[p.Name]}
-		if p.Autoscaling == nil {
+		if a := p.Autoscaling; a != nil {
+			// Ready is the floor the user asked for being available, not
+			// the autoscaler's latest count.
+			c.Scaled, c.MinAvailable = true, max(a.MinReplicas, 1)
+		} else {
 			c.Want = replicas(p)
 		}
 		components = append(components, c)

@@ -259,6 +259,30 @@ func TestBadAppsAreRefused(t *testing.T) {
 		{"path without slash", "a", func(a *appsv1alpha1.App) {
 			a.Spec.Routes = []appsv1alpha1.Route{{Host: "x.example.com", Paths: []string{"api"}}}
 		}, "spec.routes[0].paths[0]"},
+		{"extra port named http", "a", func(a *appsv1alpha1.App) { a.Spec.Ports = []appsv1alpha1.Port{{Name: "http", Port: 9000}} },
+			"http and metrics name the ports Setpoint makes"},
+		{"file from two sources", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Files = []appsv1alpha1.File{{Path: "/etc/x", ConfigMap: &appsv1alpha1.KeyRef{Name: "a", Key: "k"}, Secret: &appsv1alpha1.KeyRef{Name: "b", Key: "k"}}}
+		}, "a file comes from exactly one of configMap and secret"},
+		{"relative file path", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Files = []appsv1alpha1.File{{Path: "etc/x", ConfigMap: &appsv1alpha1.KeyRef{Name: "a", Key: "k"}}}
+		}, "spec.files[0].path"},
+		{"file path with ..", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Files = []appsv1alpha1.File{{Path: "/etc/../x", ConfigMap: &appsv1alpha1.KeyRef{Name: "a", Key: "k"}}}
+		}, "path must not contain '..'"},
+		{"pod label in Setpoint's prefix", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Pod = &appsv1alpha1.PodSettings{Labels: map[string]string{app.LabelApp: "other"}}
+		}, "pod.labels must not use the apps.setpoint.dev/ prefix"},
+		{"probe with two actions", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Processes[0].Probes = &appsv1alpha1.Probes{Readiness: &appsv1alpha1.Probe{
+				HTTPGet: &appsv1alpha1.HTTPProbe{Path: "/"}, Exec: &appsv1alpha1.ExecProbe{Command: []string{"true"}}}}
+		}, "a probe has exactly one of httpGet, tcpSocket and exec"},
+		{"autoscaling on memory without a memory request", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Processes[0].Autoscaling = &appsv1alpha1.Autoscaling{MaxReplicas: 3, TargetMemoryUtilizationPercentage: 60}
+		}, "autoscaling on memory needs resources.requests.memory"},
+		{"service of type ExternalName", "a", func(a *appsv1alpha1.App) {
+			a.Spec.Service = &appsv1alpha1.ServiceSettings{Type: corev1.ServiceTypeExternalName}
+		}, `spec.service.type: Unsupported value: "ExternalName"`},
 		{"name with a dot", "my.app", nil, "the App's name must be a DNS label"},
 		{"name too long", strings.Repeat("a", 48), nil, "at most 47 characters"},
 	}
@@ -396,10 +420,10 @@ func checkPrinterColumns(t *testing.T, ns, name string) {
 	for _, c := range table.ColumnDefinitions {
 		cols = append(cols, c.Name)
 	}
-	if want := []string{"Name", "Ready", "Replicas", "URL", "Age"}; !slices.Equal(cols, want) {
+	if want := []string{"Name", "Ready", "Replicas", "Release", "URL", "Age"}; !slices.Equal(cols, want) {
 		t.Errorf("columns %v, want %v", cols, want)
 	}
-	if len(table.Rows) != 1 || fmt.Sprint(table.Rows[0].Cells[1:4]) != "[True 3/3 http://podinfo.localtest.me/]" {
+	if len(table.Rows) != 1 || fmt.Sprint(table.Rows[0].Cells[1:5]) != "[True 3/3 1 http://podinfo.localtest.me/]" {
 		t.Errorf("rows %v", table.Rows)
 	}
 }

@@ -100,7 +100,7 @@ func ready(a *appsv1alpha1.App) bool {
 func randomEdit(r *rand.Rand, a *appsv1alpha1.App) string {
 	s := &a.Spec
 	pick := func(vs ...string) string { return vs[r.IntN(len(vs))] }
-	switch r.IntN(10) {
+	switch r.IntN(12) {
 	case 0:
 		s.Image = pick("example/shape:1", "example/shape:2", "example/shape:1.10", "example/shape:1.1")
 		return "image " + s.Image
@@ -130,8 +130,84 @@ func randomEdit(r *rand.Rand, a *appsv1alpha1.App) string {
 	case 8:
 		i := r.IntN(len(s.Processes))
 		return editResources(r, &s.Processes[i], pick)
-	default:
+	case 9:
 		return editRoutes(r, s, pick)
+	case 10:
+		return editPod(r, s, pick)
+	default:
+		return editProbesAndPorts(r, s, pick)
+	}
+}
+
+// editPod changes the pod settings of issue 20: pod labels, tolerations,
+// a process's image and env.
+func editPod(r *rand.Rand, s *appsv1alpha1.AppSpec, pick func(...string) string) string {
+	if s.Pod == nil {
+		s.Pod = &appsv1alpha1.PodSettings{}
+	}
+	p := &s.Processes[r.IntN(len(s.Processes))]
+	switch r.IntN(4) {
+	case 0:
+		if v := pick("", "a", "b"); v == "" {
+			s.Pod.Labels = nil
+		} else {
+			s.Pod.Labels = map[string]string{"team": v}
+		}
+		return fmt.Sprintf("pod labels %v", s.Pod.Labels)
+	case 1:
+		if len(s.Pod.Tolerations) > 0 {
+			s.Pod.Tolerations = nil
+			return "no tolerations"
+		}
+		s.Pod.Tolerations = []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: pick("web", "batch"), Effect: corev1.TaintEffectNoSchedule}}
+		return "toleration " + s.Pod.Tolerations[0].Value
+	case 2:
+		p.Image = pick("", "example/other:1", "example/other:1.10")
+		return p.Name + " image " + p.Image
+	default:
+		if len(p.Env) > 0 {
+			p.Env = nil
+			return p.Name + " env removed"
+		}
+		p.Env = []corev1.EnvVar{{Name: "A", Value: pick("own", "1.10", "010")}}
+		return p.Name + " env A=" + p.Env[0].Value
+	}
+}
+
+// editProbesAndPorts changes web's probes, the extra ports and the
+// Ingress annotations.
+func editProbesAndPorts(r *rand.Rand, s *appsv1alpha1.AppSpec, pick func(...string) string) string {
+	switch r.IntN(3) {
+	case 0:
+		i := slices.IndexFunc(s.Processes, func(p appsv1alpha1.Process) bool { return p.Name == "web" })
+		if i < 0 {
+			return "no web for probes"
+		}
+		switch pick("none", "http", "tcp", "exec") {
+		case "none":
+			s.Processes[i].Probes = nil
+		case "http":
+			s.Processes[i].Probes = &appsv1alpha1.Probes{Readiness: &appsv1alpha1.Probe{HTTPGet: &appsv1alpha1.HTTPProbe{Path: "/r"}, PeriodSeconds: 5}}
+		case "tcp":
+			s.Processes[i].Probes = &appsv1alpha1.Probes{Startup: &appsv1alpha1.Probe{TCPSocket: &appsv1alpha1.TCPProbe{}, FailureThreshold: 30}}
+		default:
+			s.Processes[i].Probes = &appsv1alpha1.Probes{Liveness: &appsv1alpha1.Probe{Exec: &appsv1alpha1.ExecProbe{Command: []string{"true"}}}}
+		}
+		return fmt.Sprintf("web probes %+v", s.Processes[i].Probes)
+	case 1:
+		if len(s.Ports) > 0 {
+			s.Ports = nil
+			return "no extra ports"
+		}
+		s.Ports = []appsv1alpha1.Port{{Name: "grpc", Port: int32(pick2(r, 9191, 9192)), Protocol: corev1.ProtocolTCP}}
+		return fmt.Sprint("extra port ", s.Ports[0].Port)
+	default:
+		if s.Ingress != nil {
+			s.Ingress = nil
+			return "no ingress annotations"
+		}
+		s.Ingress = &appsv1alpha1.IngressSettings{Annotations: map[string]string{"example.com/rewrite": pick("/", "/$1")}}
+		return "ingress annotations"
 	}
 }
 
