@@ -80,8 +80,8 @@ func BenchmarkReloader(b *testing.B) {
 			ph.Quiet = quiet
 			waitQuiet(b)
 			start := time.Now()
-			op := startOperator(b, "setpoint", []string{"run", "--log-level", "error", "--operators", "reloader", "--reloader-quiet", quiet},
-				ns, clientQPS, clientBurst, workers)
+			op := startOperator(b, "setpoint", []string{"run", "--log-level", "error", "--operators", "reloader", "--reloader-quiet", quiet,
+				"--digest-key-secret", ns + "/bench-digest-key"}, ns, clientQPS, clientBurst, workers)
 			waitAll(b, ns, n, &appsv1.DeploymentList{}, func(o client.Object) bool {
 				_, ok := o.GetAnnotations()[reloader.AnnotationHashes]
 				return ok
@@ -138,14 +138,16 @@ func sampleReloads(b *testing.B, ns string, first, count int) []time.Duration {
 	t := trackDeployments(b, ns, func(d *appsv1.Deployment) (string, string) {
 		return d.Name, d.Spec.Template.Annotations[reloader.AnnotationConfigHash]
 	})
+	key := digestKey(b, ns)
 	tick := time.NewTicker(100 * time.Millisecond) // the update rate, not synchronisation
 	defer tick.Stop()
 	for i := first; i < first+count; i++ {
 		<-tick.C
 		cm, _ := reloaderObjects(ns, i)
 		cm.Data["GREETING"] = "hi"
-		// The hash the roll writes is the digest of the new content.
-		hash := reloader.Hashes{"ConfigMap/" + cm.Name: configdata.Digest(configdata.FromConfigMap(cm), nil)}.Combined()
+		// The hash the roll writes is the digest of the new content,
+		// under the install's key.
+		hash := reloader.Hashes{"ConfigMap/" + cm.Name: key.Digest(configdata.FromConfigMap(cm), nil), reloader.KeyEntry: key.Fingerprint()}.Combined()
 		t.sent(cm.Name, hash)
 		if err := env.Client.Update(b.Context(), cm); err != nil {
 			b.Fatal(err)
@@ -164,4 +166,14 @@ func reportReloader(b *testing.B, r reloaderResult) {
 	}
 	fmt.Println(t.String())
 	writeResult(b, fmt.Sprintf("reloader-%d.json", r.Deployments), r)
+}
+
+// digestKey reads the digest key the operator made in ns.
+func digestKey(b *testing.B, ns string) configdata.Key {
+	b.Helper()
+	s := &corev1.Secret{}
+	if err := testkit.Env(b).Client.Get(b.Context(), client.ObjectKey{Namespace: ns, Name: "bench-digest-key"}, s); err != nil {
+		b.Fatalf("read the digest key: %v", err)
+	}
+	return s.Data["key"]
 }

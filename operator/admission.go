@@ -11,6 +11,7 @@ import (
 	"gomodules.xyz/jsonpatch/v2"
 	admissionv1 "k8s.io/api/admission/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -34,6 +35,33 @@ type Review[T client.Object] struct {
 
 	// Findings collects the handler's warnings and problems (Warn, Refuse).
 	Findings
+
+	// c makes the SubjectAccessReviews of Allowed.
+	c client.Client
+}
+
+// Allowed reports whether the user who made the request may do verb on
+// a resource (group "" for the core group) in namespace, by a
+// SubjectAccessReview, for messages that would tell the user what only
+// such a user may learn: list the keys of a Secret only to someone who
+// may read it. It is false when the review cannot be made (the
+// operator's role lacks create on subjectaccessreviews).
+func (r *Review[T]) Allowed(ctx context.Context, verb, group, resource, namespace, name string) bool {
+	if r.c == nil {
+		return false
+	}
+	extra := map[string]authorizationv1.ExtraValue{}
+	for k, v := range r.User.Extra {
+		extra[k] = authorizationv1.ExtraValue(v)
+	}
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: r.User.Username, UID: r.User.UID, Groups: r.User.Groups, Extra: extra,
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: verb, Group: group, Resource: resource, Namespace: namespace, Name: name},
+	}}
+	if err := r.c.Create(ctx, sar); err != nil {
+		return false
+	}
+	return sar.Status.Allowed
 }
 
 // Findings collects what an admission check found. A check written as a
@@ -107,7 +135,7 @@ func (h *admissionHandler[T]) Handle(ctx context.Context, req admission.Request)
 	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
 		return admission.Allowed("")
 	}
-	r := &Review[T]{Operation: req.Operation, Object: h.k.newT(), User: req.UserInfo, DryRun: req.DryRun != nil && *req.DryRun}
+	r := &Review[T]{Operation: req.Operation, Object: h.k.newT(), User: req.UserInfo, DryRun: req.DryRun != nil && *req.DryRun, c: h.k.op.mgr.GetClient()}
 	if err := json.Unmarshal(req.Object.Raw, r.Object); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode %s: %w", h.k.gvk.Kind, err))
 	}

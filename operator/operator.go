@@ -11,6 +11,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 // Options configure an Operator. The zero value watches all namespaces,
@@ -63,8 +66,13 @@ type Options struct {
 	SyncPeriod time.Duration
 	// GracefulShutdown bounds how long handlers may run after stop.
 	GracefulShutdown time.Duration
-	// Logger is the base logger (default: controller-runtime's).
+	// Logger is the base logger (default: controller-runtime's). It is
+	// capped at MaxLogVerbosity.
 	Logger *logr.Logger
+	// DigestKeySecret names the Secret that keeps the install's digest
+	// key (DigestKey); Run creates it, with a random key, when it does
+	// not exist. Empty: digests are plain SHA-256.
+	DigestKeySecret types.NamespacedName
 }
 
 // LeaderElection settings. Zero durations use client-go's defaults
@@ -97,6 +105,7 @@ type Operator struct {
 	// controllerIndexed lists the child kinds indexed by controller UID.
 	controllerIndexed map[schema.GroupVersionKind]bool
 	webhooks          *webhookServer // nil without Options.Webhooks
+	digestKey         configdata.Key // loaded by Run from DigestKeySecret
 }
 
 // setupper is a registered kind or index: it wires itself into the
@@ -126,6 +135,9 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	if opts.Logger != nil {
 		log = *opts.Logger
 	}
+	// Requests log through the logger of their context, which is this
+	// one: capped, client-go never logs their bodies.
+	log = CappedLogger(log)
 	cacheOpts := cache.Options{}
 	if opts.SyncPeriod > 0 {
 		cacheOpts.SyncPeriod = &opts.SyncPeriod
@@ -246,6 +258,12 @@ func (op *Operator) Run(ctx context.Context) error {
 		if err := k.setup(ctx, op); err != nil {
 			return err
 		}
+	}
+	if err := op.loadDigestKey(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting: not a failure
+		}
+		return err
 	}
 	if err := op.setupWebhooks(ctx, kinds); err != nil {
 		return err

@@ -89,7 +89,7 @@ func (r *reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	hash := app.ConfigHash(configs)
+	hash := app.ConfigHash(nil, configs)
 	desired := app.Children(a, hash)
 	release, revisions, err := r.releases(ctx, a)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -12,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -144,6 +146,10 @@ type hostOptions struct {
 	reloaderStrategy string
 	reloaderQuiet    time.Duration
 
+	// digestKeySecret is namespace/name of the digest key's Secret (""
+	// means <namespace>/setpoint-digest-key, see digestKeyRef).
+	digestKeySecret string
+
 	// webhooks serves the operators' admission checks (nil: off). dev
 	// sets it; run builds it from its --webhook-* flags.
 	webhooks *operator.Webhooks
@@ -162,6 +168,37 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 		`how the reloader rolls a workload: "annotation" (a hash in a pod-template annotation) or "env" (a hash in an env var of the containers that use the object); a workload's `+reloader.AnnotationStrategy+` annotation overrides it`)
 	fs.DurationVar(&o.reloaderQuiet, "reloader-quiet", reloader.DefaultQuiet, "how long a workload's configuration must stay unchanged before the reloader rolls it, so a burst of edits rolls once (0: at once)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
+	fs.StringVar(&o.digestKeySecret, "digest-key-secret", "", "namespace/name of the Secret that keeps the key of the digests of ConfigMaps and Secrets put on workloads; made with a random key if missing (default: setpoint-digest-key in the leader-election namespace, else the pod's, else default)")
+}
+
+// digestKeyRef is where the digest key is kept: --digest-key-secret, or
+// setpoint-digest-key in the leader-election namespace, the pod's
+// namespace, or "default", in that order.
+func (o hostOptions) digestKeyRef() (types.NamespacedName, error) {
+	if o.digestKeySecret != "" {
+		return namespacedName("--digest-key-secret", o.digestKeySecret)
+	}
+	ns := o.leaderElectNS
+	if ns == "" {
+		ns = podNamespace()
+	}
+	if ns == "" {
+		ns = metav1.NamespaceDefault
+	}
+	return types.NamespacedName{Namespace: ns, Name: "setpoint-digest-key"}, nil
+}
+
+// podNamespace is the namespace of the pod this runs in, or "" outside a
+// cluster.
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // runOperators runs the built-in operators until ctx ends.
@@ -191,7 +228,12 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 	}
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = o.qps, o.burst
+	digestKey, err := o.digestKeyRef()
+	if err != nil {
+		return err
+	}
 	opts := operator.Options{
+		DigestKeySecret:  digestKey,
 		Workers:          o.workers,
 		Scheme:           scheme,
 		Namespaces:       o.namespaces,

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/setpoint-dev/setpoint/operator"
 )
 
 type logFlags struct {
@@ -22,7 +24,9 @@ func (f *logFlags) register(cmd *cobra.Command) {
 }
 
 // setup routes controller-runtime's and client-go's logs through one slog
-// handler on stderr, so the operator's output has one format.
+// handler on stderr, so the operator's output has one format. client-go's
+// are capped below the verbosity where it logs request bodies
+// (operator.CappedLogger), so --log-level=debug-10 logs no Secret.
 func (f *logFlags) setup() error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.level)); err != nil {
@@ -39,6 +43,7 @@ func (f *logFlags) setup() error {
 		return fmt.Errorf("--log-format %q: want text or json", f.format)
 	}
 	logger := logr.FromSlogHandler(h)
+	logger = operator.CappedLogger(logger)
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 	return nil

@@ -2,6 +2,7 @@ package configdata
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -70,11 +71,35 @@ func WriteField(h hash.Hash, s string) {
 	_, _ = h.Write([]byte(s))
 }
 
+// Key is the per-install secret configuration is digested under
+// (HMAC-SHA256). Digests of ConfigMaps and Secrets end up on workloads,
+// readable by anyone who may read a Deployment; unkeyed, a digest of a
+// weak Secret could be tested against guesses offline. The zero Key
+// digests with plain SHA-256 (tests, and operators run without a key
+// Secret; see operator.Options.DigestKeySecret).
+type Key []byte
+
+// New is a hash under the key.
+func (k Key) New() hash.Hash {
+	if len(k) == 0 {
+		return sha256.New()
+	}
+	return hmac.New(sha256.New, k)
+}
+
+// Fingerprint names the key without revealing it (16 hex digits), so a
+// record made under another key is told apart from a changed value.
+func (k Key) Fingerprint() string {
+	h := k.New()
+	_, _ = h.Write([]byte("setpoint.dev/digest-key"))
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
 // Digest is a short digest (16 hex digits) of data: of the given keys
 // only when keys is non-nil (a key that is absent counts as absent, which
 // differs from any value), of every key otherwise.
-func Digest(data map[string][]byte, keys []string) string {
-	h := sha256.New()
+func (k Key) Digest(data map[string][]byte, keys []string) string {
+	h := k.New()
 	if keys == nil {
 		keys = slices.Sorted(maps.Keys(data))
 	}
@@ -92,8 +117,33 @@ func Digest(data map[string][]byte, keys []string) string {
 
 // KeyList names data's keys, sorted and comma-separated ("no keys" when
 // empty), for messages that say what a ConfigMap or Secret has instead of
-// the key asked for; never the values.
+// the key asked for; never the values. Show it only to a user who may
+// read the object (Review.Allowed): see Keys.
 func KeyList(data map[string][]byte) string {
+	return keyList(data)
+}
+
+// Resource is the API resource of a kind this package reads
+// ("configmaps", "secrets"), for authorization checks.
+func Resource(kind string) string {
+	if kind == KindSecret {
+		return "secrets"
+	}
+	return "configmaps"
+}
+
+// Keys is the part of a "has no key" message that says what the
+// ConfigMap or Secret has instead: its keys when mayRead, else that they
+// are not listed, because a key name can say more than its owner wants
+// (and its absence, that a guess was wrong).
+func Keys(kind, name string, data map[string][]byte, mayRead bool) string {
+	if !mayRead {
+		return fmt.Sprintf("its keys are not listed: you may not read %s %s", kind, name)
+	}
+	return "it has: " + keyList(data)
+}
+
+func keyList(data map[string][]byte) string {
 	if len(data) == 0 {
 		return "no keys"
 	}

@@ -1,6 +1,7 @@
 package configdata
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +25,7 @@ func TestDigest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, want := Digest(tt.data, tt.keys), Digest(base, tt.keys)
+			got, want := Key(nil).Digest(tt.data, tt.keys), Key(nil).Digest(base, tt.keys)
 			if (got == want) != tt.equal {
 				t.Errorf("Digest = %s, base %s; want equal=%v", got, want, tt.equal)
 			}
@@ -33,7 +34,7 @@ func TestDigest(t *testing.T) {
 			}
 		})
 	}
-	if Digest(map[string][]byte{"a": nil}, []string{"a"}) == Digest(nil, []string{"a"}) {
+	if Key(nil).Digest(map[string][]byte{"a": nil}, []string{"a"}) == Key(nil).Digest(nil, []string{"a"}) {
 		t.Error("an empty value and an absent key digest alike")
 	}
 }
@@ -43,5 +44,22 @@ func TestFromConfigMap(t *testing.T) {
 	got := FromConfigMap(cm)
 	if string(got["a"]) != "x" || len(got["b"]) != 2 || len(got) != 2 {
 		t.Errorf("FromConfigMap = %v", got)
+	}
+}
+
+// TestKeyedDigests: under a key, digests differ from plain SHA-256 and
+// from those under another key, and stay equal for equal content.
+func TestKeyedDigests(t *testing.T) {
+	data := map[string][]byte{"password": []byte("hunter2")}
+	plain := Key(nil).Digest(data, nil)
+	a, b := Key("a-key-of-at-least-32-bytes-......"), Key("another-key-of-32-bytes-........")
+	if a.Digest(data, nil) == plain || a.Digest(data, nil) == b.Digest(data, nil) {
+		t.Error("the key does not change the digest")
+	}
+	if a.Digest(data, nil) != a.Digest(map[string][]byte{"password": []byte("hunter2")}, nil) {
+		t.Error("equal content digests differently under one key")
+	}
+	if a.Fingerprint() == b.Fingerprint() || a.Fingerprint() == Key(nil).Fingerprint() || strings.Contains(a.Fingerprint(), "key") {
+		t.Error("fingerprints do not tell keys apart")
 	}
 }

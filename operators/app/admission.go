@@ -31,7 +31,10 @@ func admit(c client.Reader, dryRun func(context.Context, client.Object) error) o
 		read := func(ref ConfigRef) (map[string][]byte, bool, error) {
 			return configdata.Read(ctx, c, ref.Kind, app.Namespace, ref.Name)
 		}
-		if err := Check(app, read, &r.Findings); err != nil {
+		mayRead := func(ref ConfigRef) bool {
+			return r.Allowed(ctx, "get", "", configdata.Resource(ref.Kind), app.Namespace, ref.Name)
+		}
+		if err := Check(app, read, mayRead, &r.Findings); err != nil {
 			return err
 		}
 		CheckProbes(app, &r.Findings)
@@ -121,8 +124,9 @@ func childField(app *v1alpha1.App, child client.Object) string {
 
 // Check records in f what is wrong with the App's references (problems
 // refuse it) and what may be (warnings), reading each ConfigMap or Secret
-// once with read; an error is one reading.
-func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, error), f *operator.Findings) error {
+// once with read; an error is one reading. A message lists the keys an
+// object has only when mayRead says the requester may read it.
+func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, error), mayRead func(ConfigRef) bool, f *operator.Findings) error {
 	type content struct {
 		data  map[string][]byte
 		found bool
@@ -157,7 +161,7 @@ func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, err
 		case !ok:
 			absent(ref)
 		case !hasKey(data, k):
-			f.Refuse("%s: %s %s has no key %q (it has: %s)", what, ref.Kind, ref.Name, k, configdata.KeyList(data))
+			f.Refuse("%s: %s %s has no key %q (%s)", what, ref.Kind, ref.Name, k, configdata.Keys(ref.Kind, ref.Name, data, mayRead(ref)))
 		}
 		return nil
 	}
@@ -216,7 +220,8 @@ func Check(app *v1alpha1.App, read func(ConfigRef) (map[string][]byte, bool, err
 		case !ok:
 			f.Warn("spec.routes[%d]: TLS Secret %s does not exist yet: %s is served without TLS until it does", i, route.TLSSecretName, route.Host)
 		case len(data[corev1.TLSCertKey]) == 0 || len(data[corev1.TLSPrivateKeyKey]) == 0:
-			f.Refuse("spec.routes[%d]: Secret %s cannot serve TLS for %s: it needs the keys tls.crt and tls.key (it has: %s)", i, route.TLSSecretName, route.Host, configdata.KeyList(data))
+			ref := ConfigRef{Kind: KindSecret, Name: route.TLSSecretName}
+			f.Refuse("spec.routes[%d]: Secret %s cannot serve TLS for %s: it needs the keys tls.crt and tls.key (%s)", i, route.TLSSecretName, route.Host, configdata.Keys(ref.Kind, ref.Name, data, mayRead(ref)))
 		}
 	}
 	return nil

@@ -16,6 +16,7 @@ func TestCheck(t *testing.T) {
 		{Kind: KindSecret, Name: "tls"}:    {"tls.crt": []byte("c"), "tls.key": []byte("k")},
 		{Kind: KindSecret, Name: "opaque"}: {"cert": []byte("c")},
 		{Kind: KindConfigMap, Name: "cfg"}: {"LEVEL": nil},
+		{Kind: KindSecret, Name: "hidden"}: {"secret-sounding-key": nil},
 	}
 	read := func(ref ConfigRef) (map[string][]byte, bool, error) {
 		data, ok := cluster[ref]
@@ -48,10 +49,22 @@ func TestCheck(t *testing.T) {
 			[]string{"spec.routes[0]: Secret opaque cannot serve TLS for a.example.com: it needs the keys tls.crt and tls.key (it has: cert)"}, nil},
 		{"tls secret missing", *newApp(withRoutes(v1alpha1.Route{Host: "a.example.com", TLSSecretName: "soon"})),
 			nil, []string{"spec.routes[0]: TLS Secret soon does not exist yet: a.example.com is served without TLS until it does"}},
+		{"a user who may not read the Secret is not told its keys", secretKey("hidden", "pasword", false),
+			[]string{`spec.env[V]: Secret hidden has no key "pasword" (its keys are not listed: you may not read Secret hidden)`}, nil},
+		{"nor the TLS Secret's", *newApp(withRoutes(v1alpha1.Route{Host: "a.example.com", TLSSecretName: "hidden"})),
+			[]string{"spec.routes[0]: Secret hidden cannot serve TLS for a.example.com: it needs the keys tls.crt and tls.key (its keys are not listed: you may not read Secret hidden)"}, nil},
+		{"a file's key missing", *newApp(func(a *v1alpha1.App) {
+			a.Spec.Files = []v1alpha1.File{{Path: "/etc/app", ConfigMap: &v1alpha1.KeyRef{Name: "cfg", Key: "app.yaml"}}}
+		}), []string{`spec.files[/etc/app]: ConfigMap cfg has no key "app.yaml" (it has: LEVEL)`}, nil},
+		{"a process's env key missing", *newApp(func(a *v1alpha1.App) {
+			a.Spec.Processes[0].Env = []corev1.EnvVar{{Name: "P", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "db"}, Key: "pw"}}}}
+		}), []string{`spec.processes[web].env[P]: Secret db has no key "pw" (it has: password, user)`}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f operator.Findings
-			if err := Check(&tc.app, read, &f); err != nil {
+			mayRead := func(ref ConfigRef) bool { return ref.Name != "hidden" }
+			if err := Check(&tc.app, read, mayRead, &f); err != nil {
 				t.Fatal(err)
 			}
 			problems, warnings := f.Problems, f.Warnings

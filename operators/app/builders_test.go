@@ -241,10 +241,10 @@ func TestConfigRefsAndHash(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			eq(t, "same hash", ConfigHash(tt.configs) == ConfigHash(base), tt.same)
+			eq(t, "same hash", ConfigHash(nil, tt.configs) == ConfigHash(nil, base), tt.same)
 		})
 	}
-	eq(t, "no refs, no hash", ConfigHash(nil), "")
+	eq(t, "no refs, no hash", ConfigHash(nil, nil), "")
 	eq(t, "missing", Missing([]Config{{Ref: refs[0]}, {Ref: refs[1]}}), []string{"ConfigMap cfg"})
 }
 

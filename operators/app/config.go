@@ -1,7 +1,6 @@
 package app
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"slices"
 	"strings"
@@ -151,12 +150,13 @@ type Config struct {
 // the content of the keys the App reads (all of them for envFrom), in a
 // stable order, so an edit of a key no pod reads rolls nothing. It is
 // empty when there are no references, so an App without any has no hash
-// annotation at all.
-func ConfigHash(configs []Config) string {
+// annotation at all. It is keyed with the install's digest key, so the
+// annotation says nothing testable about a Secret's content.
+func ConfigHash(key configdata.Key, configs []Config) string {
 	if len(configs) == 0 {
 		return ""
 	}
-	h := sha256.New()
+	h := key.New()
 	for _, c := range configs {
 		// Lengths before contents keep different splits of the same bytes
 		// from hashing alike.

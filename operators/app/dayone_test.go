@@ -273,7 +273,7 @@ func TestConfigHashCountsOnlyUsedKeys(t *testing.T) {
 		for k, v := range data {
 			d[k] = []byte(v)
 		}
-		return ConfigHash([]Config{{Ref: ref, Found: true, Data: d, Keys: usedKeys(app)["ConfigMap/cfg"]}})
+		return ConfigHash(nil, []Config{{Ref: ref, Found: true, Data: d, Keys: usedKeys(app)["ConfigMap/cfg"]}})
 	}
 	base := map[string]string{"a": "1", "b": "2", "other": "x"}
 	tests := []struct {

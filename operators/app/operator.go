@@ -25,7 +25,7 @@ import (
 // Setup registers the App operator's handlers on op, whose scheme must
 // hold the App types (v1alpha1.AddToScheme) besides client-go's.
 func Setup(op *operator.Operator) error {
-	r := &reconciler{c: op.Client(), cache: op.Manager().GetCache(), now: time.Now}
+	r := &reconciler{c: op.Client(), cache: op.Manager().GetCache(), key: op.DigestKey, now: time.Now}
 	apps := operator.Watch[*v1alpha1.App](op)
 	apps.Children(r.children,
 		&appsv1.Deployment{}, &corev1.Service{}, &networkingv1.Ingress{},
@@ -67,7 +67,9 @@ type reconciler struct {
 	// (unstructured); the releases are read from it, so they cost no
 	// second informer.
 	cache client.Reader
-	now   func() time.Time
+	// key digests the configuration (the install's digest key).
+	key func() configdata.Key
+	now func() time.Time
 }
 
 // children is the App's desired children, its releases included.
@@ -80,7 +82,7 @@ func (r *reconciler) children(ctx context.Context, app *v1alpha1.App) ([]client.
 	if err != nil {
 		return nil, err
 	}
-	out := Children(app, ConfigHash(configs))
+	out := Children(app, ConfigHash(r.key(), configs))
 	_, keep := Releases(app, recorded)
 	for _, cr := range keep {
 		out = append(out, cr)

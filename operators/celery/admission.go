@@ -21,14 +21,18 @@ func admit(c client.Reader) operator.AdmitFunc[*v1alpha1.CeleryCluster] {
 		read := func(ref corev1.SecretKeySelector) (map[string][]byte, bool, error) {
 			return configdata.Read(ctx, c, configdata.KindSecret, r.Object.Namespace, ref.Name)
 		}
-		return Check(r.Object, read, &r.Findings)
+		mayRead := func(name string) bool {
+			return r.Allowed(ctx, "get", "", "secrets", r.Object.Namespace, name)
+		}
+		return Check(r.Object, read, mayRead, &r.Findings)
 	}
 }
 
 // Check records in f what is wrong with the cluster's broker Secrets
 // (problems refuse it) and what may be (warnings), reading each with
-// read; an error is one reading.
-func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[string][]byte, bool, error), f *operator.Findings) error {
+// read; an error is one reading. A message lists a Secret's keys only
+// when mayRead says the requester may read it.
+func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[string][]byte, bool, error), mayRead func(name string) bool, f *operator.Findings) error {
 	check := func(field string, ref corev1.SecretKeySelector, parse func(string) error) error {
 		data, found, err := read(ref)
 		if err != nil {
@@ -40,7 +44,7 @@ func Check(cc *v1alpha1.CeleryCluster, read func(corev1.SecretKeySelector) (map[
 		}
 		v, ok := data[ref.Key]
 		if !ok {
-			f.Refuse("%s: Secret %s has no key %q (it has: %s)", field, ref.Name, ref.Key, configdata.KeyList(data))
+			f.Refuse("%s: Secret %s has no key %q (%s)", field, ref.Name, ref.Key, configdata.Keys(configdata.KindSecret, ref.Name, data, mayRead(ref.Name)))
 			return nil
 		}
 		if err := parse(string(v)); err != nil {

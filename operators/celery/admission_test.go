@@ -49,7 +49,7 @@ func TestCheck(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f operator.Findings
-			if err := Check(tc.cc, read, &f); err != nil {
+			if err := Check(tc.cc, read, func(string) bool { return true }, &f); err != nil {
 				t.Fatal(err)
 			}
 			problems, warnings := f.Problems, f.Warnings

@@ -11,8 +11,12 @@ import (
 	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
-// Hashes are the digests recorded on a workload, by Ref.String().
+// Hashes are the digests recorded on a workload, by Ref.String(), and
+// under KeyEntry the fingerprint of the key they were made with.
 type Hashes map[string]string
+
+// KeyEntry is the entry of Hashes that names the digest key.
+const KeyEntry = "$key"
 
 // ParseHashes reads AnnotationHashes.
 func ParseHashes(s string) (Hashes, error) {
@@ -38,6 +42,16 @@ func (h Hashes) Combined() string {
 		configdata.WriteField(d, h[k])
 	}
 	return hex.EncodeToString(d.Sum(nil))[:16]
+}
+
+// Comparable is recorded if its digests were made under key, else nil:
+// digests made under another key (or before digests were keyed) cannot
+// be compared with new ones, so they are recorded anew, without a roll.
+func Comparable(recorded Hashes, key configdata.Key) Hashes {
+	if recorded != nil && recorded[KeyEntry] != key.Fingerprint() {
+		return nil
+	}
+	return recorded
 }
 
 // Decision is what a pass does for one workload.

@@ -61,7 +61,7 @@ func Setup(op *operator.Operator, opts Options) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &reloader{c: op.Client(), opts: opts, pending: map[string]pending{}}
+	r := &reloader{c: op.Client(), opts: opts, key: op.DigestKey, pending: map[string]pending{}}
 	watchKind(op, r, func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template })
 	watchKind(op, r, func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template })
 	watchKind(op, r, func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template })
@@ -104,6 +104,8 @@ func watchKind[T client.Object](op *operator.Operator, r *reloader, template fun
 type reloader struct {
 	c    client.Reader
 	opts Options
+	// key digests the configuration (the install's digest key).
+	key func() configdata.Key
 
 	mu      sync.Mutex
 	pending map[string]pending // workload -> roll waiting for quiet
@@ -132,8 +134,9 @@ func (r *reloader) pass(ctx context.Context, w client.Object, tmpl *corev1.PodTe
 		return 0, operator.Permanent(err)
 	}
 	uses := Tracked(ann, &tmpl.Spec)
-	current := make(map[string]string, len(uses))
-	tracked := make([]string, 0, len(uses))
+	key := r.key()
+	current := make(map[string]string, len(uses)+1)
+	tracked := make([]string, 0, len(uses)+1)
 	for _, u := range uses {
 		tracked = append(tracked, u.String())
 		data, found, err := configdata.Read(ctx, r.c, u.Kind, w.GetNamespace(), u.Name)
@@ -141,7 +144,7 @@ func (r *reloader) pass(ctx context.Context, w client.Object, tmpl *corev1.PodTe
 			return 0, err
 		}
 		if found {
-			current[u.String()] = configdata.Digest(data, u.Keys)
+			current[u.String()] = key.Digest(data, u.Keys)
 		}
 	}
 	var recorded Hashes
@@ -151,6 +154,9 @@ func (r *reloader) pass(ctx context.Context, w client.Object, tmpl *corev1.PodTe
 			recorded = nil
 		}
 	}
+	recorded = Comparable(recorded, key)
+	tracked = append(tracked, KeyEntry)
+	current[KeyEntry] = key.Fingerprint()
 	d := Decide(recorded, current, tracked)
 	id := ops.kind + "/" + w.GetNamespace() + "/" + w.GetName()
 	if len(d.Changed) > 0 {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 func TestDecide(t *testing.T) {
@@ -121,7 +123,7 @@ func TestPatch(t *testing.T) {
 
 func TestSettle(t *testing.T) {
 	now := time.Unix(0, 0)
-	r := &reloader{opts: Options{Quiet: time.Second, Now: func() time.Time { return now }}, pending: map[string]pending{}}
+	r := &reloader{opts: Options{Quiet: time.Second, Now: func() time.Time { return now }}, key: func() configdata.Key { return nil }, pending: map[string]pending{}}
 	if w := r.settle("w", "h1"); w != time.Second {
 		t.Fatalf("first sight of a change waits %v, want 1s", w)
 	}
@@ -153,5 +155,31 @@ func TestSettle(t *testing.T) {
 	r.opts.Quiet = -1
 	if w := r.settle("x", "h"); w != 0 {
 		t.Errorf("negative Quiet waits %v", w)
+	}
+}
+
+// TestANewKeyRecordsWithoutARoll: digests recorded under another key, or
+// before digests were keyed, are recorded anew and roll nothing.
+func TestANewKeyRecordsWithoutARoll(t *testing.T) {
+	key := configdata.Key("a-key-of-at-least-32-bytes-......")
+	data := map[string][]byte{"a": []byte("1")}
+	current := map[string]string{"ConfigMap/a": key.Digest(data, nil), KeyEntry: key.Fingerprint()}
+	tracked := []string{"ConfigMap/a", KeyEntry}
+	for name, recorded := range map[string]Hashes{
+		"unkeyed, from before": {"ConfigMap/a": configdata.Key(nil).Digest(data, nil)},
+		"another key":          {"ConfigMap/a": configdata.Key("another-key-of-32-bytes-........").Digest(data, nil), KeyEntry: "0123456789abcdef"},
+	} {
+		d := Decide(Comparable(recorded, key), current, tracked)
+		if len(d.Changed) != 0 || d.Record[KeyEntry] != key.Fingerprint() {
+			t.Errorf("%s: changed %v, record %v", name, d.Changed, d.Record)
+		}
+	}
+	same := Hashes{"ConfigMap/a": current["ConfigMap/a"], KeyEntry: key.Fingerprint()}
+	if d := Decide(Comparable(same, key), current, tracked); d.Record != nil || len(d.Changed) != 0 {
+		t.Errorf("same key: %+v", d)
+	}
+	changed := map[string]string{"ConfigMap/a": key.Digest(map[string][]byte{"a": []byte("2")}, nil), KeyEntry: key.Fingerprint()}
+	if d := Decide(Comparable(same, key), changed, tracked); len(d.Changed) != 1 || d.Changed[0] != "ConfigMap/a" {
+		t.Errorf("a change under the same key: %+v", d)
 	}
 }

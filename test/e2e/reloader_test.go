@@ -332,7 +332,8 @@ func TestReloaderRollsABurstOnce(t *testing.T) {
 		<-tick.C
 		update(t, cfg, func(c *corev1.ConfigMap) { c.Data["n"] = fmt.Sprint(i) })
 	}
-	final := reloader.Hashes{"ConfigMap/cfg": configdata.Digest(map[string][]byte{"n": []byte("10")}, nil)}
+	// The operator runs without a digest key: plain SHA-256.
+	final := reloader.Hashes{"ConfigMap/cfg": configdata.Key(nil).Digest(map[string][]byte{"n": []byte("10")}, nil), reloader.KeyEntry: configdata.Key(nil).Fingerprint()}
 	// The roll to the last content is the last roll there can be: once it
 	// is there, count.
 	testkit.Eventually(t, wait, func() error {
@@ -362,7 +363,7 @@ func TestReloaderEnvStrategy(t *testing.T) {
 	update(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}, func(s *corev1.Secret) {
 		s.StringData = map[string]string{"password": "b"}
 	})
-	want := configdata.Digest(map[string][]byte{"password": []byte("b")}, []string{"password"})
+	want := configdata.Key(nil).Digest(map[string][]byte{"password": []byte("b")}, []string{"password"})
 	testkit.Eventually(t, wait, func() error {
 		tmpl := template(t, d)
 		app, sidecar := tmpl.Spec.Containers[0], tmpl.Spec.Containers[1]

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Backlog is the work waiting in one queue.
@@ -70,6 +72,13 @@ func Parse(brokerURL string) (*url.URL, error) {
 	if u.Host == "" {
 		return nil, fmt.Errorf("broker URL has no host")
 	}
+	if u.Scheme == "redis" || u.Scheme == "rediss" {
+		// What the autoscaler's client refuses (an option it does not
+		// know) is refused here, at admission, not found by every poll.
+		if _, err := redis.ParseURL(brokerURL); err != nil {
+			return nil, fmt.Errorf("broker URL: the Redis client cannot read it: %w", redactErr(err, u))
+		}
+	}
 	return u, nil
 }
 
@@ -96,8 +105,10 @@ func Redact(raw string) string {
 	return redacted(u)
 }
 
-// redacted is u with its user information replaced: a user name can be
-// a token as much as a password can (redis://TOKEN@host).
+// redacted is u with its user information and the values of its query
+// replaced: a user name can be a token as much as a password can
+// (redis://TOKEN@host), and clients take passwords as query parameters
+// too (?password=...).
 func redacted(u *url.URL) string {
 	c := *u
 	if c.User != nil {
@@ -111,22 +122,49 @@ func redacted(u *url.URL) string {
 			c.User = url.User(name)
 		}
 	}
+	if c.RawQuery != "" {
+		q := c.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		c.RawQuery = q.Encode()
+	}
+	c.Fragment, c.RawFragment = "", ""
 	return c.String()
 }
 
-// redactErr replaces the broker URL's user name and password wherever a client library
-// repeated it in an error.
+// secretParts are the parts of u that may be secret: user name,
+// password, query values and fragment.
+func secretParts(u *url.URL) []string {
+	var out []string
+	if name := u.User.Username(); name != "" {
+		out = append(out, name)
+	}
+	if p, ok := u.User.Password(); ok && p != "" {
+		out = append(out, p)
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			if v != "" {
+				out = append(out, v, url.QueryEscape(v))
+			}
+		}
+	}
+	if u.Fragment != "" {
+		out = append(out, u.Fragment)
+	}
+	return out
+}
+
+// redactErr replaces the secret parts of the broker URL wherever a
+// client library repeated them in an error.
 func redactErr(err error, u *url.URL) error {
 	if err == nil {
 		return nil
 	}
 	msg := err.Error()
-	if p, ok := u.User.Password(); ok && p != "" {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
-	}
-	// A user name can be a token too (redis://TOKEN@host).
-	if name := u.User.Username(); name != "" {
-		msg = strings.ReplaceAll(msg, name, "xxxxx")
+	for _, s := range secretParts(u) {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
 	}
 	if msg == err.Error() {
 		return err

@@ -42,10 +42,12 @@ func TestMessagesRepeatNothingOfTheURL(t *testing.T) {
 
 func TestRedactHidesUserAndPassword(t *testing.T) {
 	for raw, want := range map[string]string{
-		"redis://:s3cr3tPw@redis:6379/0":   "redis://:xxxxx@redis:6379/0",
-		"redis://s3cr3tTok@redis:6379/0":   "redis://xxxxx@redis:6379/0",
-		"amqp://guest:guest@rabbit:5672//": "amqp://xxxxx:xxxxx@rabbit:5672//",
-		"redis://redis:6379/0":             "redis://redis:6379/0",
+		"redis://:s3cr3tPw@redis:6379/0":              "redis://:xxxxx@redis:6379/0",
+		"redis://s3cr3tTok@redis:6379/0":              "redis://xxxxx@redis:6379/0",
+		"amqp://guest:guest@rabbit:5672//":            "amqp://xxxxx:xxxxx@rabbit:5672//",
+		"redis://redis:6379/0":                        "redis://redis:6379/0",
+		"redis://redis:6379/0?password=s3cr3tPw&db=1": "redis://redis:6379/0?db=xxxxx&password=xxxxx",
+		"rediss://redis:6380/0#s3cr3tFrag":            "rediss://redis:6380/0",
 	} {
 		if got := Redact(raw); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", raw, got, want)
@@ -55,5 +57,9 @@ func TestRedactHidesUserAndPassword(t *testing.T) {
 	err := redactErr(errors.New("login s3cr3tUser/s3cr3tPw refused"), u)
 	if strings.Contains(err.Error(), "s3cr3t") {
 		t.Errorf("redactErr: %v", err)
+	}
+	u, _ = url.Parse("redis://redis:6379/0?password=s3cr3t%2BPw")
+	if err := redactErr(errors.New("bad option password=s3cr3t+Pw (s3cr3t%2BPw)"), u); strings.Contains(err.Error(), "s3cr3t") {
+		t.Errorf("redactErr of a query value: %v", err)
 	}
 }
