@@ -83,6 +83,12 @@ type LeaderElection struct {
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
+	// FailIfHeld makes Run fail at once, naming the holder, when another
+	// process holds the Lease (renewed within its duration), instead of
+	// waiting as a standby: for a process that must be the only active
+	// one of its name, so a second install or a stray run with the same
+	// name is refused rather than fighting the first.
+	FailIfHeld bool
 }
 
 // Operator hosts handlers for one or more kinds on one controller-runtime
@@ -258,6 +264,9 @@ func (op *Operator) Run(ctx context.Context) error {
 		if err := k.setup(ctx, op); err != nil {
 			return err
 		}
+	}
+	if err := op.checkLeaseFree(ctx); err != nil {
+		return err
 	}
 	if err := op.loadDigestKey(ctx); err != nil {
 		if ctx.Err() != nil {

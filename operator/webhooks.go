@@ -51,6 +51,12 @@ type Webhooks struct {
 	CertSecret types.NamespacedName
 	// Timeout is how long the API server waits for an answer (default 10s).
 	Timeout time.Duration
+	// FailurePolicy is what the API server does when the webhook cannot
+	// be called: Fail (the default) refuses the request, so no object
+	// the checks would refuse gets in while every replica is down;
+	// Ignore lets requests through unchecked, so a broken operator never
+	// blocks writes of its kinds.
+	FailurePolicy admissionregistrationv1.FailurePolicyType
 }
 
 // WebhookService names the Service in front of the operator's webhook
@@ -86,6 +92,11 @@ func newWebhookServer(o Webhooks) (*webhookServer, error) {
 		if err != nil || u.Scheme != "https" || u.Host == "" {
 			return nil, fmt.Errorf("Options.Webhooks.URL %q: want https://host[:port]", o.URL)
 		}
+	}
+	switch o.FailurePolicy {
+	case "", admissionregistrationv1.Fail, admissionregistrationv1.Ignore:
+	default:
+		return nil, fmt.Errorf("Options.Webhooks.FailurePolicy %q: want Fail or Ignore", o.FailurePolicy)
 	}
 	if o.Port == 0 {
 		o.Port = 9443
@@ -223,7 +234,7 @@ func (op *Operator) setupWebhooks(ctx context.Context, kinds []setupper) error {
 		}); err != nil {
 			return nil // stopped before listening
 		}
-		for _, cfg := range webhookConfigs(op.opts.Name, hooks, ws.clientConfig, ws.caBundle, op.opts.Namespaces, ws.opts.Timeout) {
+		for _, cfg := range webhookConfigs(op.opts.Name, hooks, ws.clientConfig, ws.caBundle, op.opts.Namespaces, ws.opts.Timeout, ws.opts.FailurePolicy) {
 			if err := op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(cfg), client.FieldOwner(op.opts.Name), client.ForceOwnership); err != nil {
 				return fmt.Errorf("register %s %s: %w", cfg.GetKind(), cfg.GetName(), err)
 			}
@@ -335,9 +346,12 @@ func (ws *webhookServer) loadCert(ctx context.Context, op *Operator) error {
 // the object's spec nor (for kinds without a spec) anything are not sent:
 // the operator's own bookkeeping and a user removing a finalizer never
 // wait on the webhook.
-func webhookConfigs(name string, hooks []admitted, clientConfig func(string) admissionregistrationv1.WebhookClientConfig, caBundle []byte, namespaces []string, timeout time.Duration) []*unstructured.Unstructured {
+func webhookConfigs(name string, hooks []admitted, clientConfig func(string) admissionregistrationv1.WebhookClientConfig, caBundle []byte, namespaces []string, timeout time.Duration, policy admissionregistrationv1.FailurePolicyType) []*unstructured.Unstructured {
 	none := admissionregistrationv1.SideEffectClassNone
 	fail := admissionregistrationv1.Fail
+	if policy != "" {
+		fail = policy
+	}
 	secs := int32(timeout / time.Second)
 	var validating []admissionregistrationv1.ValidatingWebhook
 	var mutating []admissionregistrationv1.MutatingWebhook

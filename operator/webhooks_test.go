@@ -5,6 +5,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -59,7 +60,7 @@ func TestWebhookConfigs(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfgs := webhookConfigs("setpoint", hooks, tc.ws.clientConfig, []byte("CA"), tc.namespaces, 10*time.Second)
+			cfgs := webhookConfigs("setpoint", hooks, tc.ws.clientConfig, []byte("CA"), tc.namespaces, 10*time.Second, "")
 			if len(cfgs) != 2 || cfgs[0].GetKind() != "ValidatingWebhookConfiguration" || cfgs[1].GetKind() != "MutatingWebhookConfiguration" {
 				t.Fatalf("configurations %v", cfgs)
 			}
@@ -85,6 +86,17 @@ func TestWebhookConfigs(t *testing.T) {
 			}
 			tc.check(t, w, m.Webhooks[0])
 		})
+	}
+
+	ignore := webhookConfigs("setpoint", hooks, local.clientConfig, nil, nil, time.Second, admissionregistrationv1.Ignore)
+	for _, cfg := range ignore {
+		webhooks, _, _ := unstructured.NestedSlice(cfg.Object, "webhooks")
+		if got := webhooks[0].(map[string]any)["failurePolicy"]; got != "Ignore" {
+			t.Errorf("%s: failurePolicy %v, want Ignore", cfg.GetKind(), got)
+		}
+	}
+	if _, err := newWebhookServer(Webhooks{FailurePolicy: "Sometimes", URL: "https://127.0.0.1:9443"}); err == nil {
+		t.Error("a failure policy that is neither Fail nor Ignore accepted")
 	}
 
 	if _, err := newWebhookServer(Webhooks{}); err == nil {

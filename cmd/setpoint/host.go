@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -130,12 +131,17 @@ func checkCRDs(cfg *rest.Config, ops []builtin) error {
 // hostOptions are the flags that decide how the operators run, shared by
 // `dev` and `run`.
 type hostOptions struct {
+	// name is the install's identity (--name): it names the webhook
+	// configurations, the Lease, the field manager, the bookkeeping
+	// prefix and the digest key's Secret.
+	name          string
 	namespaces    []string
 	metricsAddr   string
 	probeAddr     string
 	pprofAddr     string
 	leaderElect   bool
 	leaderElectNS string
+	lease         operator.LeaderElection // its timings
 	installCRDs   bool
 	shutdownGrace time.Duration
 	qps           float32
@@ -168,24 +174,38 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 		`how the reloader rolls a workload: "annotation" (a hash in a pod-template annotation) or "env" (a hash in an env var of the containers that use the object); a workload's `+reloader.AnnotationStrategy+` annotation overrides it`)
 	fs.DurationVar(&o.reloaderQuiet, "reloader-quiet", reloader.DefaultQuiet, "how long a workload's configuration must stay unchanged before the reloader rolls it, so a burst of edits rolls once (0: at once)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
-	fs.StringVar(&o.digestKeySecret, "digest-key-secret", "", "namespace/name of the Secret that keeps the key of the digests of ConfigMaps and Secrets put on workloads; made with a random key if missing (default: setpoint-digest-key in the leader-election namespace, else the pod's, else default)")
+	fs.StringVar(&o.name, "name", "setpoint", "the install's name: it names the webhook configurations, the leader-election Lease, the field manager, the finalizer and annotation prefix (<name>.setpoint.dev, setpoint.dev for the default) and the digest key's Secret, so installs with different names coexist; a second active instance with the same name is refused")
+	fs.StringVar(&o.digestKeySecret, "digest-key-secret", "", "namespace/name of the Secret that keeps the key of the digests of ConfigMaps and Secrets put on workloads; made with a random key if missing (default: <name>-digest-key in the leader-election namespace, else the pod's, else default)")
 }
 
 // digestKeyRef is where the digest key is kept: --digest-key-secret, or
-// setpoint-digest-key in the leader-election namespace, the pod's
-// namespace, or "default", in that order.
+// <name>-digest-key in the home namespace.
 func (o hostOptions) digestKeyRef() (types.NamespacedName, error) {
 	if o.digestKeySecret != "" {
 		return namespacedName("--digest-key-secret", o.digestKeySecret)
 	}
-	ns := o.leaderElectNS
-	if ns == "" {
-		ns = podNamespace()
+	return types.NamespacedName{Namespace: o.home(), Name: o.name + "-digest-key"}, nil
+}
+
+// home is the namespace of the install's own objects (its Lease, its
+// digest key): the leader-election namespace, the pod's namespace, or
+// "default", in that order.
+func (o hostOptions) home() string {
+	if o.leaderElectNS != "" {
+		return o.leaderElectNS
 	}
-	if ns == "" {
-		ns = metav1.NamespaceDefault
+	if ns := podNamespace(); ns != "" {
+		return ns
 	}
-	return types.NamespacedName{Namespace: ns, Name: "setpoint-digest-key"}, nil
+	return metav1.NamespaceDefault
+}
+
+// prefix is the bookkeeping prefix of the install named name.
+func prefix(name string) string {
+	if name == "setpoint" {
+		return "setpoint.dev"
+	}
+	return name + ".setpoint.dev"
 }
 
 // podNamespace is the namespace of the pod this runs in, or "" outside a
@@ -203,6 +223,9 @@ func podNamespace() string {
 
 // runOperators runs the built-in operators until ctx ends.
 func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
+	if errs := validation.IsDNS1123Label(o.name); len(errs) > 0 || len(o.name) > 40 {
+		return fmt.Errorf("--name %q: want a DNS label (lowercase letters, digits and '-') of at most 40 characters", o.name)
+	}
 	ops, err := enabled(o.operators)
 	if err != nil {
 		return err
@@ -233,6 +256,8 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		return err
 	}
 	opts := operator.Options{
+		Name:             o.name,
+		Prefix:           prefix(o.name),
 		DigestKeySecret:  digestKey,
 		Workers:          o.workers,
 		Scheme:           scheme,
@@ -243,9 +268,13 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		GracefulShutdown: o.shutdownGrace,
 		Webhooks:         o.webhooks,
 	}
-	if o.leaderElect {
-		opts.LeaderElection = &operator.LeaderElection{Namespace: o.leaderElectNS}
-	}
+	// Always through the Lease: with --leader-elect a second replica
+	// waits as a standby; without, it is the only instance of its name,
+	// and a second one is refused while the first is active.
+	le := o.lease
+	le.Namespace = o.home()
+	le.FailIfHeld = !o.leaderElect
+	opts.LeaderElection = &le
 	op, err := operator.New(cfg, opts)
 	if err != nil {
 		return err

@@ -3,7 +3,9 @@ package main
 import (
 	"errors"
 	"fmt"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,11 +33,13 @@ configuration when run in a pod. It watches all namespaces unless
 --leader-elect: only the holder of the Lease handles objects.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(kubeconfig, kubecontext)
-			if err != nil {
+			// Flags first: a bad one is reported whatever the cluster.
+			var err error
+			if o.webhooks, err = w.options(); err != nil {
 				return err
 			}
-			if o.webhooks, err = w.options(); err != nil {
+			cfg, err := loadConfig(kubeconfig, kubecontext)
+			if err != nil {
 				return err
 			}
 			return runOperators(cmd.Context(), cfg, o)
@@ -46,9 +50,13 @@ configuration when run in a pod. It watches all namespaces unless
 	fs.StringVar(&kubecontext, "context", "", "kubeconfig context to use")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader through a Lease, for running more than one replica")
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	fs.DurationVar(&o.lease.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a standby waits, after the leader's last renewal, before it takes the Lease")
+	fs.DurationVar(&o.lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading (and stops writing)")
+	fs.DurationVar(&o.lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take or renew the Lease")
 	fs.BoolVar(&o.installCRDs, "install-crds", false, "apply Setpoint's CRDs before starting (needs permission to write CRDs)")
 	fs.StringVar(&w.service, "webhook-service", "", "namespace/name of the Service in front of the operators' pods: serves the admission webhooks of App and CeleryCluster through it (default: no webhooks)")
 	fs.IntVar(&w.port, "webhook-port", 9443, "port the admission webhook server listens on")
+	fs.StringVar(&w.failurePolicy, "webhook-failure-policy", "Fail", "what the API server does when no replica answers: Fail (refuse the request, so nothing the checks would refuse gets in) or Ignore (let it through unchecked)")
 	fs.StringVar(&w.certSecret, "webhook-cert-secret", "", "namespace/name of the Secret that keeps the webhooks' CA and serving certificate, shared by replicas (default: <service name>-cert in the Service's namespace)")
 	o.register(fs, ":8080", ":8081", 50, 100)
 	return cmd
@@ -56,8 +64,8 @@ configuration when run in a pod. It watches all namespaces unless
 
 // webhookFlags are run's admission webhook settings.
 type webhookFlags struct {
-	service, certSecret string
-	port                int
+	service, certSecret, failurePolicy string
+	port                               int
 }
 
 func (w webhookFlags) options() (*operator.Webhooks, error) {
@@ -77,10 +85,15 @@ func (w webhookFlags) options() (*operator.Webhooks, error) {
 			return nil, err
 		}
 	}
+	policy := admissionregistrationv1.FailurePolicyType(w.failurePolicy)
+	if policy != admissionregistrationv1.Fail && policy != admissionregistrationv1.Ignore {
+		return nil, fmt.Errorf("--webhook-failure-policy %q: want Fail or Ignore", w.failurePolicy)
+	}
 	return &operator.Webhooks{
-		Port:       w.port,
-		Service:    &operator.WebhookService{Namespace: svc.Namespace, Name: svc.Name},
-		CertSecret: secret,
+		FailurePolicy: policy,
+		Port:          w.port,
+		Service:       &operator.WebhookService{Namespace: svc.Namespace, Name: svc.Name},
+		CertSecret:    secret,
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/testkit"
@@ -164,4 +165,67 @@ func TestGenerate(t *testing.T) {
 	if out, err := generate("--image", "x"); err == nil || !strings.Contains(out, `required flag(s) "name" not set`) {
 		t.Errorf("generate without --name: %v\n%s", err, out)
 	}
+}
+
+// TestInstallsAreNamed: two installs with different --name run side by
+// side, each with its own field manager, bookkeeping prefix and Lease;
+// a second active instance of one name is refused, naming the holder.
+func TestInstallsAreNamed(t *testing.T) {
+	env := testkit.Env(t)
+	home, ns1, ns2 := env.Namespace(t), env.Namespace(t), env.Namespace(t)
+	kc := env.ControlPlane.KubeconfigPath
+	start := func(name, ns string, extra ...string) (*command, string) {
+		probe := testkit.FreeAddr(t)
+		args := append([]string{"run", "--kubeconfig", kc, "--name", name, "--namespace", ns, "--leader-election-namespace", home,
+			"--operators", "app", "--health-probe-bind-address", probe, "--metrics-bind-address", "0"}, extra...)
+		return startSetpoint(t, args...), probe
+	}
+	one, probe1 := start("one", ns1, "--install-crds")
+	eventually(t, func() error { _, err := testkit.HTTPGet("http://" + probe1 + "/readyz"); return err })
+	two, probe2 := start("two", ns2)
+	eventually(t, func() error { _, err := testkit.HTTPGet("http://" + probe2 + "/readyz"); return err })
+
+	for _, tc := range []struct{ ns, name string }{{ns1, "one"}, {ns2, "two"}} {
+		app := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "apps.setpoint.dev/v1alpha1", "kind": "App",
+			"metadata": map[string]any{"name": "shop", "namespace": tc.ns},
+			"spec":     map[string]any{"image": "example/shop:1", "processes": []any{map[string]any{"name": "web"}}},
+		}}
+		if err := env.Client.Create(t.Context(), app); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, func() error {
+			d, err := env.Clientset.AppsV1().Deployments(tc.ns).Get(t.Context(), "shop-web", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if _, ok := d.Labels[tc.name+".setpoint.dev/owner-uid"]; !ok {
+				return fmt.Errorf("labels %v: not %s's prefix", d.Labels, tc.name)
+			}
+			for _, m := range d.ManagedFields {
+				if m.Operation == metav1.ManagedFieldsOperationApply && m.Manager == tc.name {
+					return nil
+				}
+			}
+			return fmt.Errorf("no apply by field manager %s", tc.name)
+		})
+	}
+
+	dup, _ := start("one", env.Namespace(t))
+	select {
+	case err := <-dup.exited:
+		if err == nil {
+			t.Fatal("a second instance named one exited 0")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a second instance named one kept running")
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if out := dup.output(); !strings.Contains(out, `another instance named "one" is active: Lease `+home+`/one is held by `) {
+			return fmt.Errorf("output does not say who holds the name: %q", out)
+		}
+		return nil
+	})
+	one.stop(t, syscall.SIGTERM, 60*time.Second)
+	two.stop(t, syscall.SIGTERM, 60*time.Second)
 }

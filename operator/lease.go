@@ -1,0 +1,61 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// defaultLeaseDuration is client-go's, used when LeaderElection sets none.
+const defaultLeaseDuration = 15 * time.Second
+
+// checkLeaseFree, with LeaderElection.FailIfHeld, refuses to start while
+// another process holds the operator's Lease.
+func (op *Operator) checkLeaseFree(ctx context.Context) error {
+	le := op.opts.LeaderElection
+	if le == nil || !le.FailIfHeld {
+		return nil
+	}
+	key := types.NamespacedName{Namespace: le.Namespace, Name: op.opts.Name}
+	lease := &coordinationv1.Lease{}
+	err := op.mgr.GetAPIReader().Get(ctx, key, lease)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("read Lease %s: %w", key, err)
+	}
+	if msg := leaseHeld(lease, time.Now(), le.LeaseDuration); msg != "" {
+		return fmt.Errorf("another instance named %q is active: %s; give this one another name, or run every instance with leader election", op.opts.Name, msg)
+	}
+	return nil
+}
+
+// leaseHeld says who holds the Lease and since when it was renewed, or
+// "" when nobody does: no holder, or a renewal older than its duration.
+func leaseHeld(l *coordinationv1.Lease, now time.Time, fallback time.Duration) string {
+	s := l.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil {
+		return ""
+	}
+	d := fallback
+	if s.LeaseDurationSeconds != nil {
+		d = time.Duration(*s.LeaseDurationSeconds) * time.Second
+	}
+	if d == 0 {
+		d = defaultLeaseDuration
+	}
+	age := now.Sub(s.RenewTime.Time)
+	if age > d {
+		return ""
+	}
+	return fmt.Sprintf("Lease %s/%s is held by %s, renewed %s ago (if that was this program before a crash, it expires in %s)",
+		l.Namespace, l.Name, *s.HolderIdentity, age.Round(time.Second), (d - age).Round(time.Second))
+}
