@@ -5,10 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +51,11 @@ type Webhooks struct {
 	CertSecret types.NamespacedName
 	// Timeout is how long the API server waits for an answer (default 10s).
 	Timeout time.Duration
+	// CertCheckInterval is how often each replica reads CertSecret again
+	// (default 10s): a certificate put there (rotated by hand, by another
+	// replica's renewal, by cert-manager) is served without a restart, and
+	// one within 30 days of its end is renewed.
+	CertCheckInterval time.Duration
 	// FailurePolicy is what the API server does when the webhook cannot
 	// be called: Fail (the default) refuses the request, so no object
 	// the checks would refuse gets in while every replica is down;
@@ -79,8 +84,20 @@ type webhookServer struct {
 	opts   Webhooks
 	server webhook.Server
 	cert   atomic.Pointer[tls.Certificate]
-	// caBundle is the PEM of the CA that signed cert, for the API server.
+	mu sync.Mutex
+	// caBundle is the PEM of the CA that signed cert, for the API server,
+	// and after a rotation the CA before it, so the API server trusts
+	// both while replicas switch.
 	caBundle []byte
+	// servedPEM is the certificate served, as PEM.
+	servedPEM []byte
+}
+
+// bundle is the caBundle to register.
+func (ws *webhookServer) bundle() []byte {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.caBundle
 }
 
 func newWebhookServer(o Webhooks) (*webhookServer, error) {
@@ -103,6 +120,9 @@ func newWebhookServer(o Webhooks) (*webhookServer, error) {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 10 * time.Second
+	}
+	if o.CertCheckInterval == 0 {
+		o.CertCheckInterval = 10 * time.Second
 	}
 	if o.Service != nil && o.Service.Port == 0 {
 		o.Service.Port = 443
@@ -234,14 +254,30 @@ func (op *Operator) setupWebhooks(ctx context.Context, kinds []setupper) error {
 		}); err != nil {
 			return nil // stopped before listening
 		}
-		for _, cfg := range webhookConfigs(op.opts.Name, hooks, ws.clientConfig, ws.caBundle, op.opts.Namespaces, ws.opts.Timeout, ws.opts.FailurePolicy) {
-			if err := op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(cfg), client.FieldOwner(op.opts.Name), client.ForceOwnership); err != nil {
-				return fmt.Errorf("register %s %s: %w", cfg.GetKind(), cfg.GetName(), err)
+		register := func(ctx context.Context) error {
+			for _, cfg := range webhookConfigs(op.opts.Name, hooks, ws.clientConfig, ws.bundle(), op.opts.Namespaces, ws.opts.Timeout, ws.opts.FailurePolicy) {
+				if err := op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(cfg), client.FieldOwner(op.opts.Name), client.ForceOwnership); err != nil {
+					return fmt.Errorf("register %s %s: %w", cfg.GetKind(), cfg.GetName(), err)
+				}
 			}
+			return nil
+		}
+		if err := register(ctx); err != nil {
+			return err
 		}
 		op.log.Info("Admission webhooks registered", "name", op.opts.Name, "webhooks", len(hooks))
-		<-ctx.Done()
-		return nil
+		tick := time.NewTicker(ws.opts.CertCheckInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				if err := ws.refresh(ctx, op, register); err != nil && ctx.Err() == nil {
+					op.log.Error(err, "Webhook certificate not refreshed; serving the current one")
+				}
+			}
+		}
 	}})
 }
 
@@ -271,7 +307,9 @@ func (ws *webhookServer) loadCert(ctx context.Context, op *Operator) error {
 		if err != nil {
 			return fmt.Errorf("webhook serving certificate: %w", err)
 		}
-		ws.caBundle = ca
+		ws.mu.Lock()
+		ws.caBundle, ws.servedPEM = ca, crt
+		ws.mu.Unlock()
 		ws.cert.Store(&pair)
 		return nil
 	}
@@ -289,32 +327,19 @@ func (ws *webhookServer) loadCert(ctx context.Context, op *Operator) error {
 			return use(s.Data[certCAKey], s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
 		}
 	}
-	now := time.Now()
-	ca, err := certs.NewCA(op.opts.Name+"-webhook-ca", now, certValidity)
-	if err != nil {
-		return err
-	}
-	leaf := certs.Leaf{CommonName: hosts[0]}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			leaf.IPs = append(leaf.IPs, ip)
-		} else {
-			leaf.DNSNames = append(leaf.DNSNames, h)
-		}
-	}
-	pair, err := ca.Sign(leaf, now, certValidity)
+	caPEM, crtPEM, keyPEM, err := ws.issue(op)
 	if err != nil {
 		return err
 	}
 	if key.Name == "" {
-		return use(ca.CertPEM, pair.CertPEM, pair.KeyPEM)
+		return use(caPEM, crtPEM, keyPEM)
 	}
 	// Another replica may be doing the same: whoever writes first wins,
 	// and the others read what it wrote.
 	s := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "setpoint"}},
 		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{certCAKey: ca.CertPEM, corev1.TLSCertKey: pair.CertPEM, corev1.TLSPrivateKeyKey: pair.KeyPEM},
+		Data:       map[string][]byte{certCAKey: caPEM, corev1.TLSCertKey: crtPEM, corev1.TLSPrivateKeyKey: keyPEM},
 	}
 	old := &corev1.Secret{}
 	err = op.mgr.GetAPIReader().Get(ctx, key, old)
@@ -338,7 +363,7 @@ func (ws *webhookServer) loadCert(ctx context.Context, op *Operator) error {
 	if err != nil {
 		return fmt.Errorf("write webhook certificate Secret %s: %w", key, err)
 	}
-	return use(ca.CertPEM, pair.CertPEM, pair.KeyPEM)
+	return use(caPEM, crtPEM, keyPEM)
 }
 
 // webhookConfigs builds the validating and mutating configurations for
