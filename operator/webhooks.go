@@ -84,7 +84,7 @@ type webhookServer struct {
 	opts   Webhooks
 	server webhook.Server
 	cert   atomic.Pointer[tls.Certificate]
-	mu sync.Mutex
+	mu     sync.Mutex
 	// caBundle is the PEM of the CA that signed cert, for the API server,
 	// and after a rotation the CA before it, so the API server trusts
 	// both while replicas switch.
