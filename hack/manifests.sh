@@ -3,8 +3,9 @@
 # - RBAC from the +kubebuilder:rbac markers: the library's own roles into
 #   config/rbac/, each operator's into its kustomize component.
 # - Each operator's CRD (from `make generate`) copied into its component.
-# - The same roles and CRDs as Helm templates, each behind its operator's
-#   switch, named after the release and in its namespace.
+# - The same CRDs as Helm templates, each behind its operator's switch;
+#   the roles as files the chart's rbac.yaml reads (ClusterRoles, or Roles
+#   in the watched namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 gen=${CONTROLLER_GEN:-bin/controller-gen}
@@ -30,9 +31,13 @@ helm() {
     if [ -n "$1" ]; then echo "{{- end }}"; fi
   } > "charts/setpoint/templates/$3"
 }
-helm "" config/rbac/role.yaml generated-rbac-base.yaml
+# The roles go to the chart as plain files: templates/rbac.yaml reads
+# their rules and makes ClusterRoles, or Roles in each watched namespace.
+mkdir -p charts/setpoint/rbac
+rm -f charts/setpoint/templates/generated-rbac-*.yaml
+cp config/rbac/role.yaml charts/setpoint/rbac/base.yaml
 for op in app celery reloader; do
-  helm "$op" "config/operators/$op/role.yaml" "generated-rbac-$op.yaml"
+  cp "config/operators/$op/role.yaml" "charts/setpoint/rbac/$op.yaml"
 done
 helm app config/operators/app/crd.yaml generated-crd-app.yaml
 helm celery config/operators/celery/crd.yaml generated-crd-celery.yaml

@@ -111,6 +111,7 @@ func Generate(o Options) ([]*unstructured.Unstructured, error) {
 		if u.GetNamespace() != "" {
 			u.SetNamespace(o.Namespace)
 		}
+		renameResources(u, o.Name)
 		roles = append(roles, u)
 	}
 
@@ -129,6 +130,7 @@ func Generate(o Options) ([]*unstructured.Unstructured, error) {
 	out = append(out, toU(service(o, "metrics", o.MetricsPort, o.MetricsPort)))
 	if o.WebhookPort != 0 {
 		out = append(out, toU(service(o, "webhook", 443, o.WebhookPort)))
+		out = append(out, webhookConfigs(o)...)
 	}
 	out = append(out, toU(Deployment(o)), toU(disruptionBudget(o)))
 	return out, nil
@@ -349,4 +351,37 @@ func WriteDir(dir string, objs []*unstructured.Unstructured) error {
 		kust += "- " + file + "\n"
 	}
 	return os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644)
+}
+
+// renameResources points the library's rules on its own objects by name
+// (its webhook configurations, "setpoint" in the markers) at the
+// operator's name, which is Options.Name of the author's operator.
+func renameResources(u *unstructured.Unstructured, name string) {
+	rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+	for _, r := range rules {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		if names, ok := m["resourceNames"].([]any); ok && len(names) > 0 {
+			m["resourceNames"] = []any{name}
+		}
+	}
+	_ = unstructured.SetNestedSlice(u.Object, rules, "rules")
+}
+
+// webhookConfigs are the operator's webhook configurations, empty: the
+// operator fills them in by name (all its role allows), and deleting the
+// install removes them.
+func webhookConfigs(o Options) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, kind := range []string{"ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"} {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("admissionregistration.k8s.io/v1")
+		u.SetKind(kind)
+		u.SetName(o.Name)
+		u.SetLabels(map[string]string{"app.kubernetes.io/managed-by": "setpoint"})
+		out = append(out, u)
+	}
+	return out
 }

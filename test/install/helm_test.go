@@ -45,7 +45,7 @@ func TestHelmInstallCeleryOnly(t *testing.T) {
 		{"create", "rbac.authorization.k8s.io/rolebindings", ns},
 	})
 
-	refused := runAs(t, sa, ns, "sp-webhook-cert", "celery")
+	refused := runAs(t, sa, ns, "sp-webhook-cert", nil, "celery")
 	work := testkit.Env(t).Namespace(t)
 	redis := startRedis(t)
 	testkit.Create(t, secret(work, "broker", map[string]string{"url": redis.URL}))

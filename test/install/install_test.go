@@ -161,9 +161,11 @@ func enabledOperators(args []string) []string {
 }
 
 // can asks the API server whether the ServiceAccount may do verb on
-// resource (group/resource[/subresource]) in namespace ("" for all).
+// resource (group/resource[/subresource][@name]) in namespace ("" for
+// all).
 func can(t *testing.T, sa, verb, resource, namespace string) bool {
 	t.Helper()
+	resource, name, _ := strings.Cut(resource, "@")
 	group, res, _ := strings.Cut(resource, "/")
 	res, sub, _ := strings.Cut(res, "/")
 	ns, _, _ := strings.Cut(strings.TrimPrefix(sa, "system:serviceaccount:"), ":")
@@ -171,7 +173,7 @@ func can(t *testing.T, sa, verb, resource, namespace string) bool {
 		User:   sa,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace: namespace, Verb: verb, Group: group, Resource: res, Subresource: sub,
+			Namespace: namespace, Verb: verb, Group: group, Resource: res, Subresource: sub, Name: name,
 		},
 	}}
 	if err := testkit.Env(t).Client.Create(t.Context(), sar); err != nil {
@@ -205,9 +207,11 @@ func checkAccess(t *testing.T, sa string, allowed, denied []access) {
 }
 
 // runAs runs the named built-in operators in this process as the
-// ServiceAccount sa (impersonated), the way the manifests run them:
-// all namespaces, leader election and the webhook certificate in ns.
-func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *testkit.Refused {
+// ServiceAccount sa (impersonated), the way the manifests run them: as
+// the install named like the account, watching watch (all namespaces
+// when empty), with leader election, the webhook certificate and the
+// digest key in ns.
+func runAs(t *testing.T, sa, ns, certSecret string, watch []string, operators ...string) *testkit.Refused {
 	t.Helper()
 	f := &testkit.Refused{}
 	name := strings.TrimPrefix(sa, "system:serviceaccount:"+ns+":")
@@ -215,9 +219,10 @@ func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *testki
 	wh := testkit.Webhooks(t)
 	wh.CertSecret = types.NamespacedName{Namespace: ns, Name: certSecret}
 	op, err := operator.New(cfg, operator.Options{
-		Name: "setpoint", Scheme: scheme, MetricsAddr: "0", ProbeAddr: "0",
-		LeaderElection: &operator.LeaderElection{Namespace: ns},
-		Webhooks:       wh,
+		Name: name, Prefix: name + ".setpoint.dev", Scheme: scheme, MetricsAddr: "0", ProbeAddr: "0", Namespaces: watch,
+		LeaderElection:  &operator.LeaderElection{Namespace: ns},
+		Webhooks:        wh,
+		DigestKeySecret: types.NamespacedName{Namespace: ns, Name: name + "-digest-key"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -242,7 +247,7 @@ func runAs(t *testing.T, sa, ns, certSecret string, operators ...string) *testki
 		ctx := context.Background()
 		c := testkit.Env(t).Client
 		for _, obj := range []client.Object{&admissionregistrationv1.ValidatingWebhookConfiguration{}, &admissionregistrationv1.MutatingWebhookConfiguration{}} {
-			obj.SetName("setpoint")
+			obj.SetName(name)
 			if err := c.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 				t.Logf("delete webhook configuration: %v", err)
 			}

@@ -55,8 +55,10 @@ func TestKustomizeInstall(t *testing.T) {
 		{"create", "/events", "default"},
 		{"update", "coordination.k8s.io/leases", ns},
 		{"create", "/secrets", ns},
-		{"patch", "admissionregistration.k8s.io/validatingwebhookconfigurations", ""},
+		{"patch", "admissionregistration.k8s.io/validatingwebhookconfigurations@setpoint", ""},
 	}, []access{
+		{"patch", "admissionregistration.k8s.io/validatingwebhookconfigurations@another-product", ""},
+		{"create", "admissionregistration.k8s.io/validatingwebhookconfigurations", ""},
 		{"delete", "/namespaces", ""},
 		{"create", "rbac.authorization.k8s.io/clusterrolebindings", ""},
 		{"create", "rbac.authorization.k8s.io/roles", "default"},
@@ -72,7 +74,7 @@ func TestKustomizeInstall(t *testing.T) {
 		{"create", "coordination.k8s.io/leases", "default"},
 	})
 
-	refused := runAs(t, sa, ns, "setpoint-webhook-cert", "app", "celery", "reloader")
+	refused := runAs(t, sa, ns, "setpoint-webhook-cert", nil, "app", "celery", "reloader")
 	work := testkit.Env(t).Namespace(t)
 	redis := startRedis(t)
 	testkit.Create(t,
