@@ -55,6 +55,12 @@ type Options struct {
 	// webhooks (Options.Webhooks.Port): a Service named Name-webhook
 	// fronts it.
 	WebhookPort int32
+	// WatchNamespaces, when set, are the only namespaces the operator
+	// may act in: every rule on namespaced resources becomes a Role in
+	// each of them, and only the rules on cluster-scoped resources stay
+	// a ClusterRole. The binary must watch only these (pass its own flag
+	// with Args).
+	WatchNamespaces []string
 }
 
 func (o *Options) defaults() error {
@@ -124,6 +130,9 @@ func Generate(o Options) ([]*unstructured.Unstructured, error) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name, Namespace: o.Namespace, Labels: labels(o)},
 	}))
+	if len(o.WatchNamespaces) > 0 {
+		roles = scopeTo(roles, o.WatchNamespaces)
+	}
 	for _, r := range roles {
 		out = append(out, r, binding(o, r))
 	}
@@ -384,4 +393,67 @@ func webhookConfigs(o Options) []*unstructured.Unstructured {
 		out = append(out, u)
 	}
 	return out
+}
+
+// clusterScoped are the cluster-scoped resources an operator's rules
+// may name: a rule on one of them cannot be a Role.
+var clusterScoped = map[string]bool{
+	"subjectaccessreviews": true, "selfsubjectaccessreviews": true, "tokenreviews": true,
+	"validatingwebhookconfigurations": true, "mutatingwebhookconfigurations": true,
+	"validatingadmissionpolicies": true, "validatingadmissionpolicybindings": true,
+	"customresourcedefinitions": true, "namespaces": true, "nodes": true, "persistentvolumes": true,
+	"storageclasses": true, "clusterroles": true, "clusterrolebindings": true, "priorityclasses": true,
+	"ingressclasses": true, "runtimeclasses": true, "certificatesigningrequests": true,
+}
+
+// scopeTo turns each ClusterRole's rules on namespaced resources into a
+// Role in every one of namespaces, named like it with "-namespaced"
+// (the install's own Role may be named like the ClusterRole, in a
+// namespace that is also watched); the ClusterRole keeps the
+// cluster-scoped rules, and goes when there are none.
+func scopeTo(roles []*unstructured.Unstructured, namespaces []string) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, r := range roles {
+		if r.GetKind() != "ClusterRole" {
+			out = append(out, r)
+			continue
+		}
+		rules, _, _ := unstructured.NestedSlice(r.Object, "rules")
+		var cluster, namespaced []any
+		for _, rule := range rules {
+			if onClusterScoped(rule) {
+				cluster = append(cluster, rule)
+			} else {
+				namespaced = append(namespaced, rule)
+			}
+		}
+		if len(cluster) > 0 {
+			cr := r.DeepCopy()
+			_ = unstructured.SetNestedSlice(cr.Object, cluster, "rules")
+			out = append(out, cr)
+		}
+		if len(namespaced) == 0 {
+			continue
+		}
+		for _, ns := range namespaces {
+			role := r.DeepCopy()
+			role.SetKind("Role")
+			role.SetName(r.GetName() + "-namespaced")
+			role.SetNamespace(ns)
+			_ = unstructured.SetNestedSlice(role.Object, runtime.DeepCopyJSONValue(namespaced).([]any), "rules")
+			out = append(out, role)
+		}
+	}
+	return out
+}
+
+func onClusterScoped(rule any) bool {
+	m, _ := rule.(map[string]any)
+	resources, _ := m["resources"].([]any)
+	for _, res := range resources {
+		if name, _ := res.(string); clusterScoped[name] {
+			return true
+		}
+	}
+	return false
 }

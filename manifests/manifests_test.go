@@ -87,6 +87,55 @@ func TestGenerateMatchesMakeManifests(t *testing.T) {
 	}
 }
 
+// TestGenerateScopedToNamespaces: with WatchNamespaces, the operator's
+// rules and the library's Events rule are Roles in each watched
+// namespace; only the cluster-scoped rules (SubjectAccessReviews, its
+// webhook configurations, by name) stay a ClusterRole.
+func TestGenerateScopedToNamespaces(t *testing.T) {
+	objs, err := Generate(Options{Name: "setpoint-app", Namespace: "ops", Image: "example/app:1", WebhookPort: 9443,
+		Paths: []string{"../api/apps/...", "../operators/app/..."}, WatchNamespaces: []string{"team-a", "ops"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := readYAML(t, "../config/operators/app/role.yaml")[0].Object["rules"]
+	for _, ns := range []string{"team-a", "ops"} {
+		var role *unstructured.Unstructured
+		for _, u := range objs {
+			if u.GetKind() == "Role" && u.GetName() == "setpoint-app-namespaced" && u.GetNamespace() == ns {
+				role = u
+			}
+		}
+		if role == nil || !reflect.DeepEqual(role.Object["rules"], want) {
+			t.Errorf("Role setpoint-app-namespaced in %s: %v", ns, role)
+		}
+		found := false
+		for _, u := range objs {
+			found = found || (u.GetKind() == "RoleBinding" && u.GetName() == "setpoint-app-base-namespaced" && u.GetNamespace() == ns)
+		}
+		if !found {
+			t.Errorf("no binding of the library's Events Role in %s", ns)
+		}
+	}
+	for _, u := range objs {
+		if u.GetKind() != "ClusterRole" {
+			continue
+		}
+		if u.GetName() != "setpoint-app-base" {
+			t.Errorf("ClusterRole %s with WatchNamespaces", u.GetName())
+		}
+		rules, _, _ := unstructured.NestedSlice(u.Object, "rules")
+		for _, r := range rules {
+			if !onClusterScoped(r) {
+				t.Errorf("ClusterRole %s keeps a namespaced rule %v", u.GetName(), r)
+			}
+			if names, ok := r.(map[string]any)["resourceNames"]; ok && !reflect.DeepEqual(names, []any{"setpoint-app"}) {
+				t.Errorf("rule on the operator's own objects names %v", names)
+			}
+		}
+	}
+	only(t, objs, "ValidatingWebhookConfiguration", "setpoint-app")
+}
+
 func TestGenerateRefusesWhatItCannotMake(t *testing.T) {
 	for _, tc := range []struct {
 		o    Options

@@ -53,6 +53,7 @@ a kustomize directory (kubectl apply -k DIR).
 	fs.Int32Var(&o.MetricsPort, "metrics-port", 8080, "port of the binary's /metrics (operator.Options.MetricsAddr)")
 	fs.Int32Var(&o.ProbePort, "probe-port", 8081, "port of the binary's /healthz and /readyz (operator.Options.ProbeAddr)")
 	fs.Int32Var(&o.WebhookPort, "webhook-port", 0, "port of the binary's admission webhooks (operator.Options.Webhooks.Port); 0: none")
+	fs.StringArrayVar(&o.WatchNamespaces, "watch-namespace", nil, "a namespace the operator acts in (repeatable): its rules on namespaced resources become Roles there, and only cluster-scoped rules stay a ClusterRole (pass the binary's own flag with --arg); default: cluster-wide")
 	fs.StringVarP(&dir, "output-dir", "o", "", "write a kustomize directory here instead of printing")
 	_ = cmd.MarkFlagRequired("name")
 	_ = cmd.MarkFlagRequired("image")
