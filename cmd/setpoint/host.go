@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
@@ -175,7 +177,7 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 	fs.DurationVar(&o.reloaderQuiet, "reloader-quiet", reloader.DefaultQuiet, "how long a workload's configuration must stay unchanged before the reloader rolls it, so a burst of edits rolls once (0: at once)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
 	fs.StringVar(&o.name, "name", "setpoint", "the install's name: it names the webhook configurations, the leader-election Lease, the field manager, the finalizer and annotation prefix (<name>.setpoint.dev, setpoint.dev for the default) and the digest key's Secret, so installs with different names coexist; a second active instance with the same name is refused")
-	fs.StringVar(&o.digestKeySecret, "digest-key-secret", "", "namespace/name of the Secret that keeps the key of the digests of ConfigMaps and Secrets put on workloads; made with a random key if missing (default: <name>-digest-key in the leader-election namespace, else the pod's, else default)")
+	fs.StringVar(&o.digestKeySecret, "digest-key-secret", "", "namespace/name of the Secret that keeps the key of the digests of ConfigMaps and Secrets put on workloads; made with a random key if missing (default: <name>-digest-key in the leader-election namespace, else the pod's, else setpoint-system)")
 }
 
 // digestKeyRef is where the digest key is kept: --digest-key-secret, or
@@ -187,9 +189,14 @@ func (o hostOptions) digestKeyRef() (types.NamespacedName, error) {
 	return types.NamespacedName{Namespace: o.home(), Name: o.name + "-digest-key"}, nil
 }
 
+// defaultHome is the home of a process outside a pod: the namespace the
+// kustomize install uses, so a stray `setpoint run` on a laptop shares
+// the installed one's Lease and is refused while it runs.
+const defaultHome = "setpoint-system"
+
 // home is the namespace of the install's own objects (its Lease, its
 // digest key): the leader-election namespace, the pod's namespace, or
-// "default", in that order.
+// defaultHome, in that order.
 func (o hostOptions) home() string {
 	if o.leaderElectNS != "" {
 		return o.leaderElectNS
@@ -197,7 +204,30 @@ func (o hostOptions) home() string {
 	if ns := podNamespace(); ns != "" {
 		return ns
 	}
-	return metav1.NamespaceDefault
+	return defaultHome
+}
+
+// ensureHome creates the home namespace when it is defaultHome and
+// missing (a first run against a cluster with no install); any other
+// home is the user's to make.
+func ensureHome(ctx context.Context, cfg *rest.Config, home string) error {
+	if home != defaultHome {
+		return nil
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: home}}, metav1.CreateOptions{})
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err), ctx.Err() != nil:
+		return nil // made, there, or stopped while starting
+	case apierrors.IsForbidden(err):
+		// It may exist and be invisible to us; the Lease's read says.
+		return nil
+	default:
+		return fmt.Errorf("create namespace %s for the Lease and the digest key (or pass --leader-election-namespace): %w", home, err)
+	}
 }
 
 // prefix is the bookkeeping prefix of the install named name.
@@ -253,6 +283,9 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 	cfg.QPS, cfg.Burst = o.qps, o.burst
 	digestKey, err := o.digestKeyRef()
 	if err != nil {
+		return err
+	}
+	if err := ensureHome(ctx, cfg, o.home()); err != nil {
 		return err
 	}
 	opts := operator.Options{

@@ -49,7 +49,7 @@ configuration when run in a pod. It watches all namespaces unless
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "path to a kubeconfig (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
 	fs.StringVar(&kubecontext, "context", "", "kubeconfig context to use")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader through a Lease, for running more than one replica")
-	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (default: the pod's namespace)")
+	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "", "namespace of the install's Lease and digest key (default: the pod's namespace; outside a pod setpoint-system, created if missing, which is the kustomize install's: a stray run beside it is refused)")
 	fs.DurationVar(&o.lease.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a standby waits, after the leader's last renewal, before it takes the Lease")
 	fs.DurationVar(&o.lease.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading (and stops writing)")
 	fs.DurationVar(&o.lease.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to take or renew the Lease")

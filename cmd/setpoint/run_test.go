@@ -228,4 +228,37 @@ func TestInstallsAreNamed(t *testing.T) {
 	})
 	one.stop(t, syscall.SIGTERM, 60*time.Second)
 	two.stop(t, syscall.SIGTERM, 60*time.Second)
+
+	// A stray run on a laptop, beside an install of the default name: both
+	// default to the kustomize install's namespace for their Lease, so
+	// the stray is refused while the install runs.
+	probe := testkit.FreeAddr(t)
+	installed := startSetpoint(t, "run", "--kubeconfig", kc, "--leader-elect", "--operators", "",
+		"--health-probe-bind-address", probe, "--metrics-bind-address", "0")
+	eventually(t, func() error {
+		lease, err := env.Clientset.CoordinationV1().Leases("setpoint-system").Get(t.Context(), "setpoint", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			return fmt.Errorf("no holder yet")
+		}
+		return nil
+	})
+	stray := startSetpoint(t, "run", "--kubeconfig", kc, "--operators", "", "--health-probe-bind-address", "0", "--metrics-bind-address", "0")
+	select {
+	case err := <-stray.exited:
+		if err == nil {
+			t.Fatal("a stray run beside the install exited 0")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a stray run beside the install kept running")
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if out := stray.output(); !strings.Contains(out, `another instance named "setpoint" is active: Lease setpoint-system/setpoint is held by `) {
+			return fmt.Errorf("output: %q", out)
+		}
+		return nil
+	})
+	installed.stop(t, syscall.SIGTERM, 60*time.Second)
 }
