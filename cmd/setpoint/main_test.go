@@ -112,6 +112,26 @@ func (c *command) waitLine(t *testing.T, substr string, timeout time.Duration) s
 	}
 }
 
+// waitFailure waits for the command to exit with an error, having
+// printed want.
+func (c *command) waitFailure(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case err := <-c.exited:
+		if err == nil {
+			t.Fatalf("setpoint exited 0; want a failure saying %q", want)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("setpoint kept running; want a failure saying %q", want)
+	}
+	testkit.Eventually(t, 5*time.Second, func() error {
+		if out := c.output(); !strings.Contains(out, want) {
+			return fmt.Errorf("output does not say %q: %q", want, out)
+		}
+		return nil
+	})
+}
+
 // stop sends sig and waits for a clean exit.
 func (c *command) stop(t *testing.T, sig os.Signal, timeout time.Duration) {
 	t.Helper()

@@ -295,6 +295,21 @@ func waitBrokerReachable(t *testing.T, cc *celeryv1alpha1.CeleryCluster) {
 	})
 }
 
+// waitAppReady waits until the App is Ready.
+func waitAppReady(t *testing.T, a *appsv1alpha1.App) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		got := &appsv1alpha1.App{}
+		if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKeyFromObject(a), got); err != nil {
+			return err
+		}
+		if !meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") {
+			return fmt.Errorf("App not Ready: %v", got.Status.Conditions)
+		}
+		return nil
+	})
+}
+
 func startRedis(t *testing.T) *brokers.Redis {
 	t.Helper()
 	r, err := brokers.StartRedis(t.TempDir())

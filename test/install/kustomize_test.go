@@ -10,7 +10,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -107,16 +106,7 @@ func TestKustomizeInstall(t *testing.T) {
 	})
 	testkit.Create(t, a, brokerCluster(work, "tasks", "broker"))
 
-	testkit.Eventually(t, wait, func() error {
-		got := &appsv1alpha1.App{}
-		if err := c.Get(t.Context(), client.ObjectKeyFromObject(a), got); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") {
-			return fmt.Errorf("App not Ready: %v", got.Status.Conditions)
-		}
-		return nil
-	})
+	waitAppReady(t, a)
 	waitBrokerReachable(t, brokerCluster(work, "tasks", "broker"))
 
 	// The reloader rolls an opted-in Deployment when its ConfigMap changes.

@@ -9,7 +9,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -75,16 +74,7 @@ func TestHelmInstallWatchingNamespaces(t *testing.T) {
 		return nil
 	})
 	testkit.Create(t, a, brokerCluster(watched, "tasks", "broker"))
-	testkit.Eventually(t, wait, func() error {
-		got := &appsv1alpha1.App{}
-		if err := c.Get(t.Context(), client.ObjectKeyFromObject(a), got); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(got.Status.Conditions, "Ready") {
-			return fmt.Errorf("App not Ready: %v", got.Status.Conditions)
-		}
-		return nil
-	})
+	waitAppReady(t, a)
 	waitBrokerReachable(t, brokerCluster(watched, "tasks", "broker"))
 	refused.Check(t)
 
