@@ -1,7 +1,10 @@
 package install
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -180,4 +183,59 @@ func uninstall(t *testing.T, objs []*unstructured.Unstructured) {
 			t.Fatalf("delete %s %s: %v", u.GetKind(), u.GetName(), err)
 		}
 	}
+}
+
+// TestKustomizeNamespacedInstall: config/samples/namespaced, pointed at
+// the test's namespace, grants only Roles there and the cluster-scoped
+// rules; the impersonation table is denied and the operators work in
+// that namespace with no request refused.
+func TestKustomizeNamespacedInstall(t *testing.T) {
+	env := testkit.Env(t)
+	watched, other := env.Namespace(t), env.Namespace(t)
+	overlay := t.TempDir()
+	sample, err := filepath.Abs("../../config/samples/namespaced")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := filepath.Rel(overlay, filepath.Join(sample, "../../default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"kustomization.yaml", "events.yaml"} {
+		b, err := os.ReadFile(filepath.Join(sample, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte("team-a"), []byte(watched))
+		b = bytes.ReplaceAll(b, []byte("../../default"), []byte(base))
+		if err := os.WriteFile(filepath.Join(overlay, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs := render(t, "kubectl", "kustomize", overlay)
+	// apply's dry run needs the install's namespace to exist.
+	if err := env.Client.Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "setpoint-system"}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	for _, u := range objs {
+		if (u.GetKind() == "ClusterRole" || u.GetKind() == "ClusterRoleBinding") && u.GetName() != "setpoint-base" {
+			t.Errorf("%s %s in a namespaced install", u.GetKind(), u.GetName())
+		}
+	}
+	apply(t, objs)
+	sa := serviceAccount("setpoint-system", "setpoint")
+	checkAccess(t, sa, []access{
+		{"watch", "apps.setpoint.dev/apps", watched},
+		{"create", "apps/deployments", watched},
+		{"create", "/events", watched},
+		{"patch", "admissionregistration.k8s.io/validatingwebhookconfigurations@setpoint", ""},
+	}, deniedOutside(watched, other))
+	refused := runAs(t, sa, "setpoint-system", "setpoint-webhook-cert", []string{watched}, "app", "celery", "reloader")
+	a := &appsv1alpha1.App{
+		ObjectMeta: metav1.ObjectMeta{Namespace: watched, Name: "web"},
+		Spec:       appsv1alpha1.AppSpec{Image: "example/web:1", Processes: []appsv1alpha1.Process{{Name: "web"}}},
+	}
+	testkit.Create(t, a)
+	waitAppReady(t, a)
+	refused.Check(t)
 }
