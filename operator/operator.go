@@ -83,11 +83,12 @@ type LeaderElection struct {
 	LeaseDuration time.Duration
 	RenewDeadline time.Duration
 	RetryPeriod   time.Duration
-	// FailIfHeld makes Run fail at once, naming the holder, when another
+	// FailIfHeld is for a process that must be the only active one of
+	// its name: Run fails at once, naming the holder, when another
 	// process holds the Lease (renewed within its duration), instead of
-	// waiting as a standby: for a process that must be the only active
-	// one of its name, so a second install or a stray run with the same
-	// name is refused rather than fighting the first.
+	// waiting as a standby; otherwise it holds the Lease while it runs,
+	// with its handlers not gated on it, so a second install or a stray
+	// run with the same name is refused rather than fighting the first.
 	FailIfHeld bool
 }
 
@@ -170,7 +171,7 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 		GracefulShutdownTimeout: &opts.GracefulShutdown,
 		Logger:                  log,
 	}
-	if le := opts.LeaderElection; le != nil {
+	if le := opts.LeaderElection; le != nil && !le.FailIfHeld {
 		mo.LeaderElection = true
 		mo.LeaderElectionID = opts.Name
 		mo.LeaderElectionNamespace = le.Namespace
@@ -267,6 +268,11 @@ func (op *Operator) Run(ctx context.Context) error {
 	}
 	if err := op.checkLeaseFree(ctx); err != nil {
 		return err
+	}
+	if le := op.opts.LeaderElection; le != nil && le.FailIfHeld {
+		if err := op.mgr.Add(&everyReplica{fn: op.holdLease}); err != nil {
+			return fmt.Errorf("hold the Lease: %w", err)
+		}
 	}
 	if err := op.loadDigestKey(ctx); err != nil {
 		if ctx.Err() != nil {
