@@ -57,7 +57,7 @@ func TestEssenceComparesAcrossJSON(t *testing.T) {
 	// base (JSON) must compare equal, also beyond float64's exact range.
 	big := int64(1<<60 + 1)
 	live := normalize(map[string]any{"n": big, "f": 1.5, "i": int64(3)})
-	stored, err := encodeBase(live.(map[string]any))
+	stored, err := encodeBase(live.(map[string]any), maxBaseSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestCompactKeepsBaseSmallAndDeterministic(t *testing.T) {
 		"spec":     map[string]any{"size": int64(1), "blob": strings.Repeat("x", 200<<10)},
 		"metadata": map[string]any{"labels": map[string]any{"a": "b"}},
 	}
-	s, err := encodeBase(ess)
+	s, err := encodeBase(ess, maxBaseSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,5 +124,31 @@ func TestBookkeepingAnnotationsAreNotEssence(t *testing.T) {
 		if got := bookkeeping(key); got != want {
 			t.Errorf("bookkeeping(%q) = %v", key, got)
 		}
+	}
+}
+
+// TestBaseWithinABudget: a base that does not fit its budget is
+// compacted, and when not even that fits, it is the digest of the whole
+// essence; a change is still seen, no change is not.
+func TestBaseWithinABudget(t *testing.T) {
+	parts := map[string]any{}
+	for i := range 300 {
+		parts[fmt.Sprintf("p%03d", i)] = "value"
+	}
+	ess := map[string]any{"spec": parts}
+	s, err := encodeBase(ess, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := decodeJSON([]byte(s)).(map[string]any)
+	if !isRootDigest(base) {
+		t.Fatalf("base %s", s)
+	}
+	if o, n := comparableEssences(base, ess); len(ComputeDiff(o, n)) != 0 {
+		t.Error("an unchanged essence shows a diff against its root digest")
+	}
+	changed := map[string]any{"spec": map[string]any{"p000": "other"}}
+	if o, n := comparableEssences(base, changed); len(ComputeDiff(o, n)) == 0 {
+		t.Error("a changed essence shows no diff against the root digest")
 	}
 }

@@ -232,7 +232,7 @@ func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, o
 		if k.has(Create) || k.has(Update) {
 			base := "{}" // a kind without update handlers needs only "handled"
 			if k.has(Update) {
-				if base, err = encodeBase(f.ess); err != nil {
+				if base, err = encodeBase(f.ess, keys.baseBudget(u)); err != nil {
 					return reconcile.Result{}, err
 				}
 			}

@@ -379,3 +379,57 @@ func TestEventLevelAndRateLimit(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDiffBaseFitsBesideOtherAnnotations: the diff base's size budget
+// counts the annotations already on the object. A 60 KiB spec of small
+// fields is stored whole when there is room; beside a 200 KiB
+// last-applied copy it would take the object over the API server's 256
+// KiB of annotations (the patch refused, the create handler run again on
+// every backoff), so it is compacted instead, and the flow is handled
+// once.
+func TestDiffBaseFitsBesideOtherAnnotations(t *testing.T) {
+	installWidgetCRD(t)
+	ns := testkit.Env(t).Namespace(t)
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	start(t, nil, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
+		// An update handler makes the base the whole essence.
+		w.OnUpdate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("update", ""); return nil })
+	})
+	parts := map[string]any{}
+	for i := range 1000 {
+		parts[fmt.Sprintf("p%04d", i)] = strings.Repeat("v", 50)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "test.setpoint.dev/v1", "kind": "Widget",
+		"metadata": map[string]any{"name": "crowded", "namespace": ns, "annotations": map[string]any{
+			"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("a", 200<<10),
+		}},
+		"spec": map[string]any{"size": int64(1), "parts": parts},
+	}}
+	env := testkit.Env(t)
+	if err := env.Client.Create(t.Context(), u); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, wait, func() error {
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(u.GroupVersionKind())
+		if err := env.Client.Get(t.Context(), client.ObjectKeyFromObject(u), got); err != nil {
+			return err
+		}
+		base, ok := got.GetAnnotations()["setpoint.dev/last-handled-configuration"]
+		if !ok {
+			return fmt.Errorf("no diff base yet; create handler ran %d times", c.count("create"))
+		}
+		if !strings.Contains(base, "$sha256") {
+			return fmt.Errorf("diff base of %d bytes stored whole", len(base))
+		}
+		return nil
+	})
+	if n := c.count("create"); n != 1 {
+		t.Errorf("create handler ran %d times, want 1", n)
+	}
+}

@@ -134,7 +134,34 @@ const (
 	maxBaseSize = 64 << 10
 	compactPart = 4 << 10
 	digestKey   = "$sha256"
+	// annotationLimit is the API server's total for all annotations
+	// (keys and values) of an object; progressReserve is kept free of
+	// the base for the progress annotation written beside it.
+	annotationLimit = 256 << 10
+	progressReserve = 8 << 10
 )
+
+// baseBudget is how large the diff base may be on u: maxBaseSize, or
+// less when the annotations others keep on the object (kubectl's
+// last-applied copy, a tool's own) leave less room under the API
+// server's limit, so writing the base never makes the object's
+// annotations too large.
+func (k keys) baseBudget(u *unstructured.Unstructured) int {
+	used := len(k.base()) + progressReserve
+	for key, v := range u.GetAnnotations() {
+		if key != k.base() && key != k.progress() {
+			used += len(key) + len(v)
+		}
+	}
+	return max(0, min(maxBaseSize, annotationLimit-used))
+}
+
+// isRootDigest reports whether a stored base is the digest of the whole
+// essence: what is kept when not even the compacted base fits.
+func isRootDigest(base map[string]any) bool {
+	_, ok := base[digestKey]
+	return ok && len(base) == 1
+}
 
 func digest(v any) string {
 	b, _ := json.Marshal(v) // maps encode with sorted keys: canonical
@@ -182,14 +209,22 @@ func hasDigests(v any) bool {
 	return false
 }
 
-// encodeBase renders an essence for the diff-base annotation.
-func encodeBase(ess map[string]any) (string, error) {
+// encodeBase renders an essence for the diff-base annotation, within
+// budget bytes: whole, or with its large parts as digests, or, when not
+// even that fits, as the digest of the whole essence (changes are still
+// detected; handlers then see no old values).
+func encodeBase(ess map[string]any, budget int) (string, error) {
 	b, err := json.Marshal(ess)
 	if err != nil {
 		return "", fmt.Errorf("encode diff base: %w", err)
 	}
-	if len(b) > maxBaseSize {
+	if len(b) > budget {
 		if b, err = json.Marshal(compact(ess, true)); err != nil {
+			return "", fmt.Errorf("encode diff base: %w", err)
+		}
+	}
+	if len(b) > budget {
+		if b, err = json.Marshal(map[string]any{digestKey: digest(ess)}); err != nil {
 			return "", fmt.Errorf("encode diff base: %w", err)
 		}
 	}
@@ -199,6 +234,9 @@ func encodeBase(ess map[string]any) (string, error) {
 // comparable returns the old and new essence in the same representation:
 // if either is (or must be) compacted, both are.
 func comparableEssences(base, ess map[string]any) (any, any) {
+	if isRootDigest(base) {
+		return base, map[string]any{digestKey: digest(ess)}
+	}
 	if hasDigests(base) {
 		return compact(base, true), compact(ess, true)
 	}
