@@ -213,9 +213,10 @@ func (d *dispatcher[T]) changes(ctx context.Context, u *unstructured.Unstructure
 }
 
 // run executes the due handlers of a flow in order and records the
-// outcome. Finished handlers are written down before the next one starts,
-// so a crash never makes a handler that succeeded run again; a flow that
-// succeeds at the first attempt costs a single write.
+// outcome. Each attempt is written down before its call (with the outcome
+// of the one before), so a crash never makes a handler that succeeded run
+// again and a call that kills the process is counted; a flow of one
+// handler that succeeds at the first attempt costs two writes.
 func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, obj T, f flow[T], log logr.Logger) (reconcile.Result, error) {
 	k := d.k
 	keys := k.op.keys
@@ -225,6 +226,15 @@ func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, o
 	}
 	next, err := d.runDue(ctx, u, obj, f, prog, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopping: record that no call is under way, so the next
+			// operator does not count a crash that was a clean stop.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			p := &metaPatch{}
+			p.setAnnotation(k.op.keys.progress(), prog.encode())
+			_ = d.apply(sctx, u, p)
+		}
 		return reconcile.Result{}, err
 	}
 	p := &metaPatch{}
@@ -256,7 +266,6 @@ func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, o
 // returns the earliest time a delayed one is due (zero if none).
 func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured, obj T, f flow[T], prog *progress, log logr.Logger) (time.Time, error) {
 	var next time.Time
-	dirty := false
 	for _, h := range f.due {
 		st := prog.state(h.cfg.id)
 		if st.finished() {
@@ -274,21 +283,54 @@ func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured
 			// next operator, as nothing records it finished.
 			return next, ctx.Err()
 		}
-		if dirty {
-			p := &metaPatch{}
-			p.setAnnotation(d.k.op.keys.progress(), prog.encode())
-			if err := d.apply(ctx, u, p); err != nil {
-				return next, err
+		if st.Running && d.crashed(u, h, st, log) {
+			// The last call never returned: counted, and backed off.
+			if st.finished() || (st.Delayed != nil && st.Delayed.After(now)) {
+				if st.Delayed != nil && !st.finished() && (next.IsZero() || st.Delayed.Before(next)) {
+					next = *st.Delayed
+				}
+				continue
 			}
-			dirty = false
+		}
+		// The attempt is on the object before the call, with the outcome
+		// of the one before it: a call that kills the process still
+		// counts towards Retries(n), so a crash loop ends.
+		st.Running = true
+		p := &metaPatch{}
+		p.setAnnotation(d.k.op.keys.progress(), prog.encode())
+		if err := d.apply(ctx, u, p); err != nil {
+			st.Running = false
+			return next, err
 		}
 		d.call(ctx, u, obj, h, f, st, log)
-		dirty = true
+		st.Running = false
 		if st.Delayed != nil && !st.finished() && (next.IsZero() || st.Delayed.Before(next)) {
 			next = *st.Delayed
 		}
 	}
 	return next, nil
+}
+
+// crashed records, for a handler whose last call never returned (the
+// process died in it), a failed attempt: Retries(n) and the backoff apply
+// as to an error. It reports whether the state changed.
+func (d *dispatcher[T]) crashed(u *unstructured.Unstructured, h *changeHandler[T], st *handlerState, log logr.Logger) bool {
+	st.Running = false
+	st.Retries++
+	st.Message = "the operator stopped during the call (a crash or a kill)"
+	id := h.cfg.id
+	if h.cfg.retries > 0 && st.Retries >= h.cfg.retries {
+		st.Failure, st.Delayed = true, nil
+		st.Message = fmt.Sprintf("gave up after %d attempts: %s", st.Retries, st.Message)
+		log.Error(errors.New(st.Message), "handler failed permanently", "handler", id, "attempts", st.Retries)
+		d.k.events.post(u, corev1.EventTypeWarning, ReasonFailed, fmt.Sprintf("Handler %s failed permanently: %s", id, st.Message))
+		return true
+	}
+	at := time.Now().Add(h.cfg.backoff.Delay(st.Retries))
+	st.Delayed = &at
+	log.Error(errors.New(st.Message), "handler did not return; will retry", "handler", id, "attempt", st.Retries)
+	d.k.events.post(u, corev1.EventTypeWarning, ReasonRetrying, fmt.Sprintf("Handler %s did not return (attempt %d): %s", id, st.Retries, st.Message))
+	return true
 }
 
 func allFinished[T client.Object](due []*changeHandler[T], prog *progress) bool {
@@ -436,6 +478,15 @@ func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructur
 	}
 	next, err := d.runDue(ctx, u, obj, f, prog, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopping: record that no call is under way, so the next
+			// operator does not count a crash that was a clean stop.
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			p := &metaPatch{}
+			p.setAnnotation(k.op.keys.progress(), prog.encode())
+			_ = d.apply(sctx, u, p)
+		}
 		return reconcile.Result{}, err
 	}
 	p := &metaPatch{}

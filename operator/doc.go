@@ -21,14 +21,15 @@
 //     still an update after a restart; status-only changes, resyncs and
 //     the operator's own bookkeeping cause nothing, and a pass with nothing
 //     to do makes no write.
-//   - Progress. Each handler's state (started, retries, delayed until,
-//     success or failure, message) is kept in <prefix>/handler-progress
-//     while a flow runs, and written after each finished handler that is
-//     followed by another, so a flow cut by a crash resumes where it
-//     stopped and never re-runs a handler that succeeded. A flow of one
-//     handler that succeeds at once costs one write (diff base and progress
-//     in the same patch); each further handler costs one more. If the
-//     object changes mid-flow, the flow starts again for the new version.
+//   - Progress. Each handler's state (started, running, retries, delayed
+//     until, success or failure, message) is kept in
+//     <prefix>/handler-progress while a flow runs, and written before each
+//     call, so a flow cut by a crash resumes where it stopped and never
+//     re-runs a handler that succeeded, and a call that killed the process
+//     counts as a failed attempt. A flow of one handler that succeeds at
+//     once costs two writes (the attempt; then diff base and progress in
+//     one patch); each further handler costs one more. If the object
+//     changes mid-flow, the flow starts again for the new version.
 //   - Errors. A plain error is retried with capped exponential backoff;
 //     Temporary(err, d) retries after d; Permanent(err) stops. Retries(n)
 //     and Timeout(d) bound a handler. A panic is an error. One object's

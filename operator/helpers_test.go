@@ -27,6 +27,11 @@ import (
 // The controller-manager runs so that namespaces really get deleted and
 // Deployments get status updates from a real controller.
 func TestMain(m *testing.M) {
+	if os.Getenv(crashHelperEnv) != "" {
+		// This binary started again as an operator process by a test
+		// that kills it (crash_test.go): no control plane of its own.
+		os.Exit(runCrashHelper())
+	}
 	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Options{ControllerManager: true})))
 }
 

@@ -249,7 +249,11 @@ func comparableEssences(base, ess map[string]any) (any, any) {
 // handlerState is one handler's progress within a flow, as in Kopf.
 type handlerState struct {
 	Started *time.Time `json:"started,omitempty"`
-	Retries int        `json:"retries,omitempty"`
+	// Running is written before each call and cleared with its outcome:
+	// found set on a later pass, the process died during the call (a
+	// crash, an OOM kill), which counts as a failed attempt.
+	Running bool `json:"running,omitempty"`
+	Retries int  `json:"retries,omitempty"`
 	Delayed *time.Time `json:"delayed,omitempty"`
 	Success bool       `json:"success,omitempty"`
 	Failure bool       `json:"failure,omitempty"`
