@@ -146,4 +146,6 @@ func TestACrashingHandlerReachesItsRetryLimit(t *testing.T) {
 	}
 }
 
-func clientKeyOf(ns, name string) client.ObjectKey { return client.ObjectKey{Namespace: ns, Name: name} }
+func clientKeyOf(ns, name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: ns, Name: name}
+}

@@ -252,8 +252,8 @@ type handlerState struct {
 	// Running is written before each call and cleared with its outcome:
 	// found set on a later pass, the process died during the call (a
 	// crash, an OOM kill), which counts as a failed attempt.
-	Running bool `json:"running,omitempty"`
-	Retries int  `json:"retries,omitempty"`
+	Running bool       `json:"running,omitempty"`
+	Retries int        `json:"retries,omitempty"`
 	Delayed *time.Time `json:"delayed,omitempty"`
 	Success bool       `json:"success,omitempty"`
 	Failure bool       `json:"failure,omitempty"`
