@@ -73,9 +73,11 @@ func Flower(cc *v1alpha1.CeleryCluster) (*appsv1.Deployment, *corev1.Service) {
 	if port == 0 {
 		port = DefaultFlowerPort
 	}
-	c := container(cc, ComponentFlower, image, []string{
-		"celery", "--app", cc.Spec.App, "flower", "--port=" + strconv.Itoa(int(port)),
-	})
+	command := []string{"celery", "--app", cc.Spec.App, "flower"}
+	if len(f.Command) > 0 {
+		command = append([]string(nil), f.Command...)
+	}
+	c := container(cc, ComponentFlower, image, append(command, "--port="+strconv.Itoa(int(port))))
 	c.Ports = []corev1.ContainerPort{{Name: FlowerPortName, ContainerPort: port, Protocol: corev1.ProtocolTCP}}
 	c.ReadinessProbe = &corev1.Probe{
 		ProbeHandler:     corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString(FlowerPortName)}},

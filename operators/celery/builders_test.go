@@ -113,16 +113,17 @@ func TestFlower(t *testing.T) {
 		t.Error("Flower built without spec.flower")
 	}
 	tests := []struct {
-		name   string
-		flower v1alpha1.Flower
-		image  string
-		port   int32
-		auth   bool
+		name    string
+		flower  v1alpha1.Flower
+		image   string
+		port    int32
+		auth    bool
+		command []string
 	}{
-		{"defaults", v1alpha1.Flower{}, "example/shop:1", 5555, false},
-		{"own image, port and basic auth", v1alpha1.Flower{Image: "mher/flower:2.0", Port: 8080,
+		{"defaults", v1alpha1.Flower{}, "example/shop:1", 5555, false, []string{"celery", "--app", "shop.celery:app", "flower", "--port=5555"}},
+		{"own image and command, port and basic auth", v1alpha1.Flower{Image: "mher/flower:2.0", Command: []string{"celery", "flower"}, Port: 8080,
 			BasicAuthSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "flower"}, Key: "auth"}},
-			"mher/flower:2.0", 8080, true},
+			"mher/flower:2.0", 8080, true, []string{"celery", "flower", "--port=8080"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,6 +141,9 @@ func TestFlower(t *testing.T) {
 			i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "FLOWER_BASIC_AUTH" })
 			if (i >= 0) != tt.auth || (tt.auth && (c.Env[i].Value != "" || c.Env[i].ValueFrom.SecretKeyRef.Name != "flower")) {
 				t.Errorf("basic auth env %v, want from the Secret: %v", c.Env, tt.auth)
+			}
+			if !slices.Equal(c.Command, tt.command) {
+				t.Errorf("command %q, want %q", c.Command, tt.command)
 			}
 			brokerFromSecret(t, c)
 		})

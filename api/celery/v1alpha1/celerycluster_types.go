@@ -69,7 +69,9 @@ type CeleryClusterSpec struct {
 	Flower *Flower `json:"flower,omitempty"`
 
 	// Env is set in every worker, beat and Flower container.
+	// CELERY_BROKER_URL and FLOWER_BASIC_AUTH are the operator's.
 	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:rule="self.all(e, e.name != 'CELERY_BROKER_URL' && e.name != 'FLOWER_BASIC_AUTH')",message="CELERY_BROKER_URL and FLOWER_BASIC_AUTH are set by the operator (from spec.broker.urlSecretRef and spec.flower.basicAuthSecretRef): leave them out of env"
 	// +optional
 	Env []corev1.EnvVar `json:"env,omitempty"`
 
@@ -110,6 +112,7 @@ type PoolType string
 //
 // +kubebuilder:validation:XValidation:rule="self.minReplicas <= self.maxReplicas",message="minReplicas must not be above maxReplicas"
 // +kubebuilder:validation:XValidation:rule="self.minReplicas > 0 || self.scaleToZero",message="minReplicas 0 needs scaleToZero: true"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaleToZero) || !self.scaleToZero || self.minReplicas == 0",message="scaleToZero needs minReplicas: 0 (the default is 1, which never reaches zero)"
 type Pool struct {
 	// Name of the pool, a DNS label; "beat" and "flower" name the other
 	// Deployments.
@@ -120,12 +123,14 @@ type Pool struct {
 	// +required
 	Name string `json:"name"`
 
-	// Queues the pool's workers consume (celery worker -Q).
+	// Queues the pool's workers consume (celery worker -Q), one name per
+	// item.
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=200
+	// +kubebuilder:validation:XValidation:rule="self.all(q, !q.contains(',') && !q.contains(' '))",message="a queue name may not contain commas or spaces: list each queue as an item of its own (the workers would split it, the autoscaler would measure a queue of that literal name)"
 	// +required
 	Queues []string `json:"queues"`
 
@@ -187,8 +192,9 @@ type Pool struct {
 
 	// TerminationGracePeriodSeconds is how long a worker told to stop
 	// (SIGTERM: Celery's warm shutdown) may finish its running tasks
-	// before it is killed. Set it above your longest task.
-	// +kubebuilder:validation:Minimum=0
+	// before it is killed. Set it above your longest task. At least 10:
+	// with less, every scale-down and rollout kills running tasks.
+	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:default=300
 	// +optional
 	TerminationGracePeriodSeconds *int64 `json:"terminationGracePeriodSeconds,omitempty"`
@@ -202,11 +208,20 @@ type Beat struct {
 }
 
 // Flower is Celery's monitoring UI.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.image) || has(self.command)",message="a Flower image of its own needs its command (for mher/flower: [celery, flower]): the default command loads the cluster's app, which that image does not have"
 type Flower struct {
 	// Image runs Flower; the cluster's image when empty (it must then
-	// have flower installed).
+	// have flower installed). Setting it needs command.
 	// +optional
 	Image string `json:"image,omitempty"`
+
+	// Command runs Flower in image, replacing the default
+	// `celery --app <app> flower`; the port is passed as --port.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +optional
+	Command []string `json:"command,omitempty"`
 
 	// Port Flower listens on, also the Service's port.
 	// +kubebuilder:validation:Minimum=1

@@ -68,6 +68,19 @@ func TestBadCeleryClustersAreRefused(t *testing.T) {
 			c.Spec.PollInterval = &metav1.Duration{Duration: time.Millisecond}
 		}, "pollInterval must be between 200ms and 5m"},
 		{"flower port out of range", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Flower = &v1alpha1.Flower{Port: 70000} }, "spec.flower.port"},
+		{"queue names in one item", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].Queues = []string{"mail,sms"} },
+			"a queue name may not contain commas or spaces"},
+		{"queue name with a space", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].Queues = []string{"mail sms"} },
+			"a queue name may not contain commas or spaces"},
+		{"scale to zero with the default minimum", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].ScaleToZero = true },
+			"scaleToZero needs minReplicas: 0"},
+		{"no grace for running tasks", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Pools[0].TerminationGracePeriodSeconds = new(int64(0)) },
+			"spec.pools[0].terminationGracePeriodSeconds: Invalid value: 0"},
+		{"the broker URL in env", "c", func(c *v1alpha1.CeleryCluster) {
+			c.Spec.Env = []corev1.EnvVar{{Name: "CELERY_BROKER_URL", Value: "redis://other"}}
+		}, "CELERY_BROKER_URL and FLOWER_BASIC_AUTH are set by the operator"},
+		{"a Flower image without its command", "c", func(c *v1alpha1.CeleryCluster) { c.Spec.Flower = &v1alpha1.Flower{Image: "mher/flower:2.0"} },
+			"a Flower image of its own needs its command"},
 		{"name too long", strings.Repeat("c", 41), nil, "at most 40 characters"},
 	}
 	for _, tt := range tests {
