@@ -226,15 +226,6 @@ func (d *dispatcher[T]) run(ctx context.Context, u *unstructured.Unstructured, o
 	}
 	next, err := d.runDue(ctx, u, obj, f, prog, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			// Stopping: record that no call is under way, so the next
-			// operator does not count a crash that was a clean stop.
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			p := &metaPatch{}
-			p.setAnnotation(k.op.keys.progress(), prog.encode())
-			_ = d.apply(sctx, u, p)
-		}
 		return reconcile.Result{}, err
 	}
 	p := &metaPatch{}
@@ -281,7 +272,7 @@ func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured
 		if ctx.Err() != nil {
 			// Stopping: start nothing new. The work is still due for the
 			// next operator, as nothing records it finished.
-			return next, ctx.Err()
+			return next, d.stopped(ctx, u, prog)
 		}
 		if st.Running && d.crashed(u, h, st, log) {
 			// The last call never returned: counted, and backed off.
@@ -304,11 +295,28 @@ func (d *dispatcher[T]) runDue(ctx context.Context, u *unstructured.Unstructured
 		}
 		d.call(ctx, u, obj, h, f, st, log)
 		st.Running = false
+		if ctx.Err() != nil {
+			// Stopped during the call, maybe the flow's last: its
+			// outcome cannot be written with ctx.
+			return next, d.stopped(ctx, u, prog)
+		}
 		if st.Delayed != nil && !st.finished() && (next.IsZero() || st.Delayed.Before(next)) {
 			next = *st.Delayed
 		}
 	}
 	return next, nil
+}
+
+// stopped writes the progress of a flow the operator stops in, with no
+// call marked running, so the next operator does not count a crash that
+// was a clean stop; it returns ctx's error.
+func (d *dispatcher[T]) stopped(ctx context.Context, u *unstructured.Unstructured, prog *progress) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	p := &metaPatch{}
+	p.setAnnotation(d.k.op.keys.progress(), prog.encode())
+	_ = d.apply(sctx, u, p) // best effort: the next operator would count one attempt
+	return ctx.Err()
 }
 
 // crashed records, for a handler whose last call never returned (the
@@ -478,15 +486,6 @@ func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructur
 	}
 	next, err := d.runDue(ctx, u, obj, f, prog, log)
 	if err != nil {
-		if ctx.Err() != nil {
-			// Stopping: record that no call is under way, so the next
-			// operator does not count a crash that was a clean stop.
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			p := &metaPatch{}
-			p.setAnnotation(k.op.keys.progress(), prog.encode())
-			_ = d.apply(sctx, u, p)
-		}
 		return reconcile.Result{}, err
 	}
 	p := &metaPatch{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -121,4 +122,49 @@ func TestFlowResumesWhereItStopped(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestACleanStopIsNotACrash: the operator stops while the flow's last
+// handler runs (it returns when its context ends). That attempt was
+// recorded as running before the call; the stop must clear it, or the
+// next operator would count a crash, and with Retries(1) mark the
+// handler failed without ever running it again.
+func TestACleanStopIsNotACrash(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	c := newCalls()
+	started := make(chan struct{}, 1)
+	block := true
+	register := func(op *operator.Operator) {
+		blocking := block
+		operator.Watch[*appsv1.Deployment](op).OnCreate(func(ctx context.Context, cs *operator.Cause[*appsv1.Deployment]) error {
+			c.add("create", "")
+			if blocking {
+				started <- struct{}{}
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		}, operator.Retries(1))
+	}
+	first := start(t, nil, opts(ns), register)
+	dep := deployment(ns, "stopped", 1)
+	create(t, dep)
+	<-started
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	block = false
+	start(t, nil, opts(ns), register)
+	c.waitCount(t, "create", 2)
+	testkit.Eventually(t, wait, func() error {
+		if _, ok := get(t, dep).Annotations["setpoint.dev/last-handled-configuration"]; !ok {
+			return errors.New("flow not finished")
+		}
+		return nil
+	})
+	for _, e := range eventsFor(t, dep) {
+		if strings.Contains(e, "did not return") || strings.Contains(e, "failed permanently") {
+			t.Errorf("the clean stop was counted as a crash: %s", e)
+		}
+	}
 }
