@@ -39,7 +39,22 @@ func TestDevEndToEnd(t *testing.T) {
 	if procs := processesMentioning(dataDir); len(procs) != 5 {
 		t.Fatalf("want 5 control plane processes, found %d:\n%s", len(procs), strings.Join(procs, "\n"))
 	}
+	// The operators hold the install's Lease (a second instance would be
+	// refused); a Ctrl-C releases it without an error line.
+	eventually(t, func() error {
+		lease, err := cs.CoordinationV1().Leases("setpoint-system").Get(t.Context(), "setpoint", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
+			return fmt.Errorf("the Lease has no holder yet")
+		}
+		return nil
+	})
 	dev.stop(t, syscall.SIGINT, 90*time.Second)
+	if out := dev.output(); strings.Contains(out, "leader election lost") {
+		t.Errorf("Ctrl-C logged a lost leader election:\n%s", out)
+	}
 	if procs := processesMentioning(dataDir); len(procs) != 0 {
 		t.Fatalf("processes left after setpoint dev exited:\n%s", strings.Join(procs, "\n"))
 	}
