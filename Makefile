@@ -50,7 +50,7 @@ check-generated: $(BIN)/controller-gen
 	    diff <(echo "$$before") <(echo "$$after") | grep '^>' | awk '{print "  " $$3}'; exit 1; fi
 
 .PHONY: test
-test: deps tools check-generated ## Install what the tests need, build the tools if needed, check generated files, vet, and run every test (race detector on).
+test: deps tools build check-generated ## Install what the tests need, build the tools if needed, check generated files, vet, and run every test (race detector on).
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^hack/tools/')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/setpoint-dev/setpoint/controlplane/processnode"
 )
 
 // Options chooses which parts of the control plane run and where their
@@ -35,6 +37,16 @@ type Options struct {
 	// Nodes, when above zero, runs kwok and registers that many simulated
 	// nodes that report Ready and run every pod bound to them.
 	Nodes int
+	// ProcessNodes, when above zero, registers that many process nodes:
+	// pods that tolerate their taint and select their label run as real
+	// processes (package processnode). Needs root; see processnode.Check.
+	ProcessNodes int
+	// SetpointBinary is bound at /setpoint in every process pod, so pods of
+	// Setpoint's own image run it (default: bin/setpoint when found).
+	SetpointBinary string
+	// RestartBackoff is the first delay before a process pod's crashed
+	// container restarts (default 10 s, the kubelet's).
+	RestartBackoff time.Duration
 
 	// APIServerPort is the kube-apiserver's port on 127.0.0.1; 0 picks a
 	// free one.
@@ -75,6 +87,7 @@ type ControlPlane struct {
 
 	mu       sync.Mutex
 	procs    []*process
+	nodes    *processnode.Runtime
 	failures chan error
 	stopOnce sync.Once
 	stopErr  error
@@ -209,6 +222,10 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		// limit.
 		"--max-requests-inflight=3000",
 		"--max-mutating-requests-inflight=1000",
+		// Logs, exec and port-forward of process pods: the kubelet API
+		// trusts clients signed by the plane's CA.
+		"--kubelet-client-certificate=" + c.pki.AdminCert,
+		"--kubelet-client-key=" + c.pki.AdminKey,
 	}
 	if !c.opts.ControllerManager {
 		// Without the controller-manager no "default" ServiceAccount is ever
@@ -304,7 +321,8 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 			"--manage-nodes-with-annotation-selector=" + kwokNodeAnnotation + "=fake",
 			"--node-lease-duration-seconds=40",
 			"--server-address=127.0.0.1:" + strconv.Itoa(kwokPort),
-			"--cidr=10.244.0.1/16",
+			// The lower half of 10.244.0.0/16; process pods get the upper.
+			"--cidr=10.244.0.1/17",
 			"--node-ip=127.0.0.1",
 		}
 		c.progress("starting kwok with %d simulated node(s)", c.opts.Nodes)
@@ -320,6 +338,33 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 			return err
 		}
 	}
+	if c.opts.ProcessNodes > 0 {
+		return c.startProcessNodes(ctx, port)
+	}
+	return nil
+}
+
+func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error {
+	bin := c.opts.SetpointBinary
+	if bin == "" {
+		bin, _ = FindBinary("setpoint")
+	}
+	c.progress("starting %d process node(s)", c.opts.ProcessNodes)
+	rt, err := processnode.Start(ctx, processnode.Options{
+		Config:         c.Config,
+		Nodes:          c.opts.ProcessNodes,
+		Dir:            filepath.Join(c.dir, "process-nodes"),
+		APIServer:      "127.0.0.1:" + strconv.Itoa(apiPort),
+		Kubelet:        processnode.KubeletTLS{ClientCAFile: c.pki.CACert},
+		Setpoint:       bin,
+		RestartBackoff: c.opts.RestartBackoff,
+	})
+	if err != nil {
+		return fmt.Errorf("process nodes: %w", err)
+	}
+	c.mu.Lock()
+	c.nodes = rt
+	c.mu.Unlock()
 	return nil
 }
 
@@ -398,8 +443,13 @@ func (c *ControlPlane) Stop() error {
 	c.stopOnce.Do(func() {
 		c.mu.Lock()
 		procs := append([]*process(nil), c.procs...)
+		nodes := c.nodes
 		c.mu.Unlock()
 		var errs []error
+		// Pods' processes end first, while the API server still answers.
+		if nodes != nil {
+			errs = append(errs, nodes.Stop())
+		}
 		for i := len(procs) - 1; i >= 0; i-- {
 			if err := procs[i].terminate(15 * time.Second); err != nil {
 				errs = append(errs, err)

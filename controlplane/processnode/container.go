@@ -1,0 +1,293 @@
+package processnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Where the setpoint binary appears in every process pod: the entrypoint of
+// Setpoint's own image.
+const setpointInPod = "/setpoint"
+
+// container is one container of a pod: its spec, what the kubelet would
+// report of it, and its current process.
+type container struct {
+	spec corev1.Container
+	init bool
+
+	mu       sync.Mutex
+	restarts int32
+	state    corev1.ContainerState
+	last     corev1.ContainerState
+	ready    bool
+	started  bool
+	proc     *exec.Cmd
+	exited   chan struct{} // closed when proc has been waited for
+	killedBy string        // why we ended the process, if we did
+}
+
+func newContainer(spec corev1.Container, init bool) *container {
+	return &container{spec: spec, init: init, state: corev1.ContainerState{
+		Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"},
+	}}
+}
+
+func (c *container) status() corev1.ContainerStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := corev1.ContainerStatus{
+		Name: c.spec.Name, Image: c.spec.Image, ImageID: "process://" + c.spec.Image,
+		State: c.state, LastTerminationState: c.last, Ready: c.ready, RestartCount: c.restarts,
+		Started: &c.started,
+	}
+	if c.state.Running != nil && c.proc != nil {
+		st.ContainerID = "process://" + strconv.Itoa(c.proc.Process.Pid)
+	} else if c.state.Terminated != nil {
+		st.ContainerID = c.state.Terminated.ContainerID
+	}
+	return st
+}
+
+func (c *container) running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state.Running != nil
+}
+
+// launch is what a container's process needs from its pod.
+type launch struct {
+	sandboxPid int
+	env        []string
+	logPath    string
+	setpoint   bool // the setpoint binary is bound at /setpoint
+}
+
+// commandLine is the container's program and arguments, with $(VAR)
+// expanded, as run inside the pod. The image is not pulled; a container of
+// Setpoint's own image with no command runs /setpoint.
+func commandLine(c corev1.Container, env map[string]string, setpoint bool) ([]string, error) {
+	cmd := append([]string{}, c.Command...)
+	if len(cmd) == 0 {
+		if !setpoint || !isSetpointImage(c.Image) {
+			return nil, fmt.Errorf("container %s has no command: process nodes run the command on the host and do not pull image %s", c.Name, c.Image)
+		}
+		cmd = []string{setpointInPod}
+	}
+	cmd = append(cmd, c.Args...)
+	for i := range cmd {
+		cmd[i] = expand(cmd[i], env)
+	}
+	return cmd, nil
+}
+
+func isSetpointImage(image string) bool {
+	repo := image
+	if i := strings.IndexByte(repo, '@'); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return repo == "setpoint" || strings.HasSuffix(repo, "/setpoint")
+}
+
+func envMap(env []string) map[string]string {
+	m := make(map[string]string, len(env))
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		m[k] = v
+	}
+	return m
+}
+
+// processArgs wraps argv so that it runs inside the sandbox: its
+// namespaces and root (nsenter), as the securityContext's user (setpriv,
+// which also keeps the parent-death signal a user change would clear) and
+// in the working directory (env --chdir).
+func processArgs(pid int, sc *securityIDs, workDir string, argv []string) []string {
+	args := []string{"-t", strconv.Itoa(pid), "-m", "-n", "-u", "-i", "-r", "--"}
+	if sc != nil {
+		args = append(args, "/usr/bin/setpriv", "--reuid="+strconv.FormatInt(sc.uid, 10),
+			"--regid="+strconv.FormatInt(sc.gid, 10), "--clear-groups", "--pdeathsig=KILL", "--")
+	}
+	if workDir == "" {
+		workDir = "/"
+	}
+	args = append(args, "/usr/bin/env", "--chdir="+workDir, "--")
+	return append(args, argv...)
+}
+
+type securityIDs struct{ uid, gid int64 }
+
+// userOf is the user a container runs as: its securityContext's, else the
+// pod's; nil for root.
+func userOf(pod *corev1.Pod, c corev1.Container) *securityIDs {
+	var uid, gid *int64
+	if psc := pod.Spec.SecurityContext; psc != nil {
+		uid, gid = psc.RunAsUser, psc.RunAsGroup
+	}
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = sc.RunAsGroup
+		}
+	}
+	if uid == nil && gid == nil {
+		return nil
+	}
+	ids := &securityIDs{}
+	if uid != nil {
+		ids.uid = *uid
+	}
+	if gid != nil {
+		ids.gid = *gid
+	} else {
+		ids.gid = ids.uid
+	}
+	return ids
+}
+
+// start runs the container's process. nsenter execs the program in place,
+// so the process we wait for is the container's own.
+func (c *container) start(l launch, argv []string, user *securityIDs, nsenter string) error {
+	if err := os.MkdirAll(filepath.Dir(l.logPath), 0o755); err != nil {
+		return err
+	}
+	logf, err := os.OpenFile(l.logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	cmd := exec.Command(nsenter, processArgs(l.sandboxPid, user, c.spec.WorkingDir, argv)...)
+	cmd.Env = l.env
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start: %w", err)
+	}
+	exited := make(chan struct{})
+	c.mu.Lock()
+	c.proc, c.exited, c.killedBy = cmd, exited, ""
+	c.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
+	c.ready, c.started = false, false
+	c.mu.Unlock()
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	return nil
+}
+
+// wait blocks until the current process exits and records how it ended.
+// It returns the exit code.
+func (c *container) wait() int32 {
+	c.mu.Lock()
+	cmd, exited := c.proc, c.exited
+	c.mu.Unlock()
+	<-exited
+	code, signal := exitCode(cmd.ProcessState)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &corev1.ContainerStateTerminated{
+		ExitCode: code, Signal: signal, Reason: "Completed", FinishedAt: metav1.Now(),
+		ContainerID: "process://" + strconv.Itoa(cmd.Process.Pid),
+	}
+	if c.state.Running != nil {
+		t.StartedAt = c.state.Running.StartedAt
+	}
+	if code != 0 {
+		t.Reason = "Error"
+	}
+	if c.killedBy != "" {
+		t.Message = c.killedBy
+	}
+	c.state = corev1.ContainerState{Terminated: t}
+	c.ready = false
+	return code
+}
+
+func exitCode(ps *os.ProcessState) (code, signal int32) {
+	if ps == nil {
+		return 128, 0
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int32(ws.Signal()), int32(ws.Signal())
+	}
+	return int32(ps.ExitCode()), 0
+}
+
+// restarting records the process's end as the last state and waits, as
+// the kubelet's CrashLoopBackOff does.
+func (c *container) backingOff(delay time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last = c.state
+	c.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+		Reason:  "CrashLoopBackOff",
+		Message: fmt.Sprintf("back-off %s restarting failed container=%s", delay, c.spec.Name),
+	}}
+	c.restarts++
+}
+
+func (c *container) setWaiting(reason, msg string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: msg}}
+}
+
+// kill ends the running process: SIGTERM to its process group, SIGKILL
+// after grace. why is kept in the terminated state's message.
+func (c *container) kill(why string, grace time.Duration) {
+	c.mu.Lock()
+	cmd, exited := c.proc, c.exited
+	if c.state.Running == nil || cmd == nil {
+		c.mu.Unlock()
+		return
+	}
+	if c.killedBy == "" {
+		c.killedBy = why
+	}
+	c.mu.Unlock()
+	pgid := cmd.Process.Pid
+	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	select {
+	case <-exited:
+		return
+	case <-time.After(grace):
+	}
+	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	<-exited
+}
+
+func (c *container) logPath(dir string, restarts int32) string {
+	return filepath.Join(dir, "logs", c.spec.Name, strconv.Itoa(int(restarts))+".log")
+}
+
+var errStopped = errors.New("stopped")
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return errStopped
+	case <-t.C:
+		return nil
+	}
+}
