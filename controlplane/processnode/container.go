@@ -34,6 +34,8 @@ type container struct {
 	ready    bool
 	started  bool
 	proc     *exec.Cmd
+	pid      int           // the container's main process (host PID)
+	runs     int           // how many times it was started
 	exited   chan struct{} // closed when proc has been waited for
 	killedBy string        // why we ended the process, if we did
 }
@@ -53,7 +55,7 @@ func (c *container) status() corev1.ContainerStatus {
 		Started: &c.started,
 	}
 	if c.state.Running != nil && c.proc != nil {
-		st.ContainerID = "process://" + strconv.Itoa(c.proc.Process.Pid)
+		st.ContainerID = "process://" + strconv.Itoa(c.pid)
 	} else if c.state.Terminated != nil {
 		st.ContainerID = c.state.Terminated.ContainerID
 	}
@@ -113,14 +115,14 @@ func envMap(env []string) map[string]string {
 }
 
 // processArgs wraps argv so that it runs inside the sandbox: its
-// namespaces and root (nsenter), as the securityContext's user (setpriv,
-// which also keeps the parent-death signal a user change would clear) and
-// in the working directory (env --chdir).
+// namespaces and root (nsenter, which forks to enter the PID namespace and
+// waits for the child, passing on how it ended), as the securityContext's
+// user (setpriv) and in the working directory (env --chdir).
 func processArgs(pid int, sc *securityIDs, workDir string, argv []string) []string {
-	args := []string{"-t", strconv.Itoa(pid), "-m", "-n", "-u", "-i", "-r", "--"}
+	args := []string{"-t", strconv.Itoa(pid), "-m", "-n", "-u", "-i", "-p", "-r", "--"}
 	if sc != nil {
 		args = append(args, "/usr/bin/setpriv", "--reuid="+strconv.FormatInt(sc.uid, 10),
-			"--regid="+strconv.FormatInt(sc.gid, 10), "--clear-groups", "--pdeathsig=KILL", "--")
+			"--regid="+strconv.FormatInt(sc.gid, 10), "--clear-groups", "--")
 	}
 	if workDir == "" {
 		workDir = "/"
@@ -161,8 +163,8 @@ func userOf(pod *corev1.Pod, c corev1.Container) *securityIDs {
 	return ids
 }
 
-// start runs the container's process. nsenter execs the program in place,
-// so the process we wait for is the container's own.
+// start runs the container's process. The process waited for is nsenter,
+// whose child is the container's own (see mainPid).
 func (c *container) start(l launch, argv []string, user *securityIDs, nsenter string) error {
 	if err := os.MkdirAll(filepath.Dir(l.logPath), 0o755); err != nil {
 		return err
@@ -180,8 +182,13 @@ func (c *container) start(l launch, argv []string, user *securityIDs, nsenter st
 		return fmt.Errorf("start: %w", err)
 	}
 	exited := make(chan struct{})
+	pid := mainPid(cmd)
 	c.mu.Lock()
-	c.proc, c.exited, c.killedBy = cmd, exited, ""
+	if c.runs > 0 {
+		c.restarts++
+	}
+	c.runs++
+	c.proc, c.pid, c.exited, c.killedBy = cmd, pid, exited, ""
 	c.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}}
 	c.ready, c.started = false, false
 	c.mu.Unlock()
@@ -205,7 +212,7 @@ func (c *container) wait() int32 {
 	defer c.mu.Unlock()
 	t := &corev1.ContainerStateTerminated{
 		ExitCode: code, Signal: signal, Reason: "Completed", FinishedAt: metav1.Now(),
-		ContainerID: "process://" + strconv.Itoa(cmd.Process.Pid),
+		ContainerID: "process://" + strconv.Itoa(c.pid),
 	}
 	if c.state.Running != nil {
 		t.StartedAt = c.state.Running.StartedAt
@@ -231,8 +238,9 @@ func exitCode(ps *os.ProcessState) (code, signal int32) {
 	return int32(ps.ExitCode()), 0
 }
 
-// restarting records the process's end as the last state and waits, as
-// the kubelet's CrashLoopBackOff does.
+// backingOff records the process's end as the last state while the
+// restart waits, as the kubelet's CrashLoopBackOff does. The restart count
+// goes up when the next run starts.
 func (c *container) backingOff(delay time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -241,7 +249,6 @@ func (c *container) backingOff(delay time.Duration) {
 		Reason:  "CrashLoopBackOff",
 		Message: fmt.Sprintf("back-off %s restarting failed container=%s", delay, c.spec.Name),
 	}}
-	c.restarts++
 }
 
 func (c *container) setWaiting(reason, msg string) {
@@ -254,7 +261,7 @@ func (c *container) setWaiting(reason, msg string) {
 // after grace. why is kept in the terminated state's message.
 func (c *container) kill(why string, grace time.Duration) {
 	c.mu.Lock()
-	cmd, exited := c.proc, c.exited
+	cmd, pid, exited := c.proc, c.pid, c.exited
 	if c.state.Running == nil || cmd == nil {
 		c.mu.Unlock()
 		return
@@ -263,15 +270,35 @@ func (c *container) kill(why string, grace time.Duration) {
 		c.killedBy = why
 	}
 	c.mu.Unlock()
-	pgid := cmd.Process.Pid
-	_ = syscall.Kill(-pgid, syscall.SIGTERM)
+	// As a container runtime does: SIGTERM to the container's main process
+	// only (Celery's pool children must not get it), SIGKILL to all.
+	_ = syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 		return
 	case <-time.After(grace):
 	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	<-exited
+}
+
+// mainPid is the container's main process (host PID): nsenter's child,
+// once it has forked; nsenter itself before.
+func mainPid(cmd *exec.Cmd) int {
+	pid := cmd.Process.Pid
+	for range 50 {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+		if err != nil {
+			break
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			if child, err := strconv.Atoi(f[0]); err == nil {
+				return child
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return pid
 }
 
 func (c *container) logPath(dir string, restarts int32) string {

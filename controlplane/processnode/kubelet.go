@@ -118,11 +118,10 @@ func (k *kubelet) logs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
+	// Run n logs to n.log; the current log is the last run's, also while
+	// the next one waits to start.
 	c.mu.Lock()
-	run := c.restarts
-	if c.state.Waiting != nil && run > 0 {
-		run-- // between runs the last one's log is the current one
-	}
+	run := int32(max(c.runs-1, 0))
 	c.mu.Unlock()
 	if q.Get("previous") == "true" {
 		if run == 0 {
@@ -145,7 +144,7 @@ func (k *kubelet) logs(w http.ResponseWriter, r *http.Request) {
 		follow(r.Context(), w, f, func() bool {
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			return c.restarts == run && c.state.Running != nil
+			return int32(c.runs-1) == run && c.state.Running != nil
 		})
 	}
 }

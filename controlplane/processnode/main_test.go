@@ -3,6 +3,7 @@ package processnode_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/controlplane/processnode"
@@ -159,3 +161,29 @@ func waitGone(t *testing.T, ns, name string, timeout time.Duration) {
 }
 
 func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
+
+func metaCreate() metav1.CreateOptions { return metav1.CreateOptions{} }
+
+func clientsetFor(t *testing.T, cp *controlplane.ControlPlane) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cp.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+func podRunning(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
+	p, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		return fmt.Errorf("pod %s is %s", name, p.Status.Phase)
+	}
+	return nil
+}

@@ -314,9 +314,9 @@ func (w *podWorker) prepareLaunch(ctx context.Context, pod *corev1.Pod, c *conta
 		return launch{}, nil, err
 	}
 	c.mu.Lock()
-	restarts := c.restarts
+	run := c.runs
 	c.mu.Unlock()
-	return launch{sandboxPid: sb.pid(), env: env, logPath: c.logPath(w.dir, restarts)}, argv, nil
+	return launch{sandboxPid: sb.pid(), env: env, logPath: c.logPath(w.dir, int32(run))}, argv, nil
 }
 
 // terminate ends every running container: preStop hooks, then SIGTERM and

@@ -20,8 +20,9 @@ type bind struct {
 	File     bool
 }
 
-// sandbox is the process that holds a pod's namespaces. Its root is the
-// pod's root, so `nsenter -r` puts containers there.
+// sandbox is the process that holds a pod's namespaces, PID 1 of its PID
+// namespace. Its root is the pod's root, so `nsenter -r` puts containers
+// there.
 type sandbox struct {
 	cmd    *exec.Cmd
 	stderr bytes.Buffer
@@ -51,7 +52,9 @@ func startSandbox(v podView) (*sandbox, error) {
 	s.cmd = exec.Command("sh", "-c", setupScript(v))
 	s.cmd.Stderr = &s.stderr
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+		// A PID namespace of its own: the pod's processes see only each
+		// other, and the kernel kills them all when the sandbox ends.
+		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWPID,
 		Setpgid:    true,
 		Pdeathsig:  syscall.SIGKILL,
 	}
@@ -97,7 +100,7 @@ func setupScript(v podView) string {
 		// is left out rather than failing the pod.
 		w("mount --bind %s %s 2>/dev/null || true", q(m), q(root+m))
 	}
-	w("mount --rbind /proc %s", q(root+"/proc"))
+	w("mount -t proc proc %s", q(root+"/proc"))
 	w("mount --rbind /sys %s", q(root+"/sys"))
 	w("mount --rbind /dev %s", q(root+"/dev"))
 	w("mount -t tmpfs -o mode=1777 shm %s", q(root+"/dev/shm"))
