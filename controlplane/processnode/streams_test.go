@@ -2,6 +2,7 @@ package processnode_test
 
 import (
 	"bytes"
+	"io"
 	"context"
 	"os"
 	"os/exec"
@@ -36,7 +37,7 @@ func TestExecWithATerminal(t *testing.T) {
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &out, Tty: tty})
+		err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: stderrOf(tty), Tty: tty})
 		if err != nil {
 			t.Fatalf("exec (tty %v): %v: %s", tty, err, out.String())
 		}
@@ -143,4 +144,11 @@ func processesUnder(dir string) []int {
 		}
 	}
 	return pids
+}
+
+func stderrOf(tty bool) io.Writer {
+	if tty {
+		return nil
+	}
+	return &bytes.Buffer{}
 }
