@@ -2,8 +2,8 @@ package processnode_test
 
 import (
 	"bytes"
-	"io"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
