@@ -17,15 +17,17 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/controlplane/processnode"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 )
 
 type devOptions struct {
-	host    hostOptions
-	nodes   int
-	dataDir string
-	port    int
+	host         hostOptions
+	nodes        int
+	processNodes int
+	dataDir      string
+	port         int
 }
 
 func newDevCommand() *cobra.Command {
@@ -39,6 +41,13 @@ run every pod scheduled on them), installs Setpoint's CRDs and runs the
 built-in operators in this process. It prints a kubeconfig to use with
 kubectl. Ctrl-C stops everything.
 
+Process nodes (--process-nodes) run the pods that tolerate the taint
+setpoint.dev/process-node=true:NoSchedule and select the label
+setpoint.dev/process-node=true as real processes on this machine: their
+command is run (no image is pulled), with their volumes, their own address,
+Services, DNS, logs, exec and port-forward. They need root; elsewhere dev
+says what is missing and starts without them.
+
 Without --data-dir the cluster lives in a temporary directory and is gone
 when dev stops; with it, the cluster's state, certificates and kubeconfig
 are kept and the next dev with the same --data-dir carries on from them.`,
@@ -49,6 +58,7 @@ are kept and the next dev with the same --data-dir carries on from them.`,
 	}
 	fs := cmd.Flags()
 	fs.IntVar(&o.nodes, "nodes", 1, "number of simulated (kwok) nodes")
+	fs.IntVar(&o.processNodes, "process-nodes", 1, "number of process nodes, which run chosen pods as real processes (0: none)")
 	fs.StringVar(&o.dataDir, "data-dir", "", "directory that keeps the cluster across restarts (default: a temporary one, removed on exit)")
 	fs.IntVar(&o.port, "port", 0, "kube-apiserver port on 127.0.0.1 (default: the one used last time with --data-dir, else a free one)")
 	// The local plane is ours alone: no reason to throttle the operators.
@@ -57,13 +67,23 @@ are kept and the next dev with the same --data-dir carries on from them.`,
 }
 
 func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
-	if _, err := enabled(o.host.operators); err != nil {
+	ops, err := enabled(o.host.operators)
+	if err != nil {
 		return err
 	}
-	if o.nodes < 0 {
-		return fmt.Errorf("--nodes must be 0 or more, got %d", o.nodes)
+	if o.nodes < 0 || o.processNodes < 0 {
+		return fmt.Errorf("--nodes and --process-nodes must be 0 or more, got %d and %d", o.nodes, o.processNodes)
+	}
+	if o.processNodes > 0 {
+		if err := processnode.Check(); err != nil {
+			fmt.Fprintf(errOut, "Starting without process nodes: %v\n", err)
+			o.processNodes = 0
+		}
 	}
 	opts := controlplane.Full(o.nodes)
+	opts.ProcessNodes = o.processNodes
+	// Pods of Setpoint's own image run this very binary.
+	opts.SetpointBinary, _ = os.Executable()
 	opts.APIServerPort = o.port
 	opts.Progress = errOut
 	if o.dataDir != "" {
@@ -94,7 +114,16 @@ func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
 	if err := crd.Install(ctx, cp.Config, time.Minute, crdsOf(builtins)...); err != nil {
 		return fmt.Errorf("install CRDs: %w", err)
 	}
-	printDevBanner(out, cp, o)
+	printDevBanner(out, cp, o, ops)
+	if len(ops) == 0 {
+		// --operators '': a plane and nothing else.
+		select {
+		case err := <-cp.Err():
+			return fmt.Errorf("control plane: %w", err)
+		case <-ctx.Done():
+			return nil
+		}
+	}
 
 	// The operators stop before the control plane does (deferred above), so
 	// they never see their API server vanish under them.
@@ -126,14 +155,18 @@ func runDev(ctx context.Context, o devOptions, out, errOut io.Writer) error {
 	return result
 }
 
-func printDevBanner(out io.Writer, cp *controlplane.ControlPlane, o devOptions) {
+func printDevBanner(out io.Writer, cp *controlplane.ControlPlane, o devOptions, enabled []builtin) {
 	var names []string
-	for _, b := range builtins {
+	for _, b := range enabled {
 		names = append(names, b.name)
 	}
-	ops := "none yet"
+	ops := "none"
 	if len(names) > 0 {
 		ops = strings.Join(names, ", ")
+	}
+	nodes := fmt.Sprintf("%d simulated (kwok)", o.nodes)
+	if o.processNodes > 0 {
+		nodes += fmt.Sprintf(", %d process node(s) (pods that tolerate %s run as real processes)", o.processNodes, processnode.ProcessNodeLabel)
 	}
 	keep := "temporary: removed when dev stops (use --data-dir to keep it)"
 	if o.dataDir != "" {
@@ -142,7 +175,7 @@ func printDevBanner(out io.Writer, cp *controlplane.ControlPlane, o devOptions) 
 	fmt.Fprintf(out, `
 Setpoint is running on a local control plane.
   API server:  %s
-  nodes:       %d simulated (kwok)
+  nodes:       %s
   operators:   %s
   state:       %s
   kubeconfig:  %s
@@ -155,7 +188,7 @@ export KUBECONFIG=%s
   kubectl get pods -A
 
 Press Ctrl-C to stop.
-`, cp.APIServerURL, o.nodes, ops, keep, cp.KubeconfigPath, cp.KubeconfigPath)
+`, cp.APIServerURL, nodes, ops, keep, cp.KubeconfigPath, cp.KubeconfigPath)
 }
 
 // previousPort returns the API server port of an existing kubeconfig when

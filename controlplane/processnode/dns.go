@@ -3,6 +3,7 @@ package processnode
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -50,9 +51,14 @@ func ensureDNSService(ctx context.Context, cs kubernetes.Interface) error {
 			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
 		}},
 	}
+	// Look first: for an existing Service the API server reports the
+	// address as taken before it reports the name.
+	if _, err := cs.CoreV1().Services(metav1.NamespaceSystem).Get(ctx, svc.Name, metav1.GetOptions{}); err == nil {
+		return nil
+	}
 	_, err := cs.CoreV1().Services(metav1.NamespaceSystem).Create(ctx, svc, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+		return fmt.Errorf("reserve the DNS address %s: %w", dnsServiceIP, err)
 	}
 	return nil
 }
