@@ -234,6 +234,12 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		// TaintNodesByCondition puts on every new Node.
 		apiArgs = append(apiArgs, "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition")
 	}
+	if c.opts.ProcessNodes > 0 {
+		// A namespace's annotations can then send all its pods to the
+		// process nodes (processnode.NamespaceOnProcessNodes), whatever
+		// operator makes them.
+		apiArgs = append(apiArgs, "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction")
+	}
 	apiArgs = append(apiArgs, c.opts.APIServerArgs...)
 	c.progress("starting kube-apiserver on %s", c.APIServerURL)
 	api, err := c.run(KubeAPIServer, bins[KubeAPIServer], apiArgs, nil, logDir)

@@ -14,6 +14,7 @@ PACKAGES=(
   "test -x /usr/bin/redis-server|redis-server"      # Celery broker tests
   "test -x /usr/sbin/rabbitmq-server|rabbitmq-server"
   "/usr/bin/python3 -c 'import celery, redis'|python3-celery python3-redis" # the real Celery client and worker
+  "test -x /usr/bin/celery|celery"                  # the celery command that CeleryCluster workers run on process nodes
   "test -x /usr/sbin/ip -o -x /sbin/ip|iproute2"    # process nodes: the plane's bridge and each pod's veth
   "command -v nsenter && command -v setpriv|util-linux" # process nodes: enter a pod's namespaces, run as its user
 )

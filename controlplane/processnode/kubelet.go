@@ -244,7 +244,7 @@ func (f forwarder) PortForward(ctx context.Context, _ string, _ string, port int
 	f.pw.mu.Lock()
 	ip := f.pw.ip
 	f.pw.mu.Unlock()
-	conn, err := f.pw.rt.dialPod(ctx, net.JoinHostPort(ip.String(), strconv.Itoa(int(port))))
+	conn, err := f.pw.dial(ctx, "tcp", net.JoinHostPort(ip.String(), strconv.Itoa(int(port))))
 	if err != nil {
 		return fmt.Errorf("port-forward to port %d of %s: %w", port, podKey(f.pw.current()), err)
 	}

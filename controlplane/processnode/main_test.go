@@ -1,13 +1,10 @@
 package processnode_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -102,48 +99,19 @@ func ready(p *corev1.Pod) bool {
 	return false
 }
 
-// kubectl runs the freshly built kubectl against the plane, as a user would.
 func kubectl(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
-	bin, err := controlplane.FindBinary("kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", testkit.Env(t).ControlPlane.KubeconfigPath}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
-	return out.String(), err
+	return testkit.Kubectl(t, stdin, args...)
 }
 
 func mustKubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := kubectl(t, "", args...)
-	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
+	return testkit.MustKubectl(t, args...)
 }
 
-// eventuallyKubectl polls a kubectl command until its output contains want.
 func eventuallyKubectl(t *testing.T, want string, args ...string) string {
 	t.Helper()
-	var out string
-	err := testkit.Poll(context.Background(), 30*time.Second, func() error {
-		var err error
-		out, err = kubectl(t, "", args...)
-		if err == nil && strings.Contains(out, want) {
-			return nil
-		}
-		return fmt.Errorf("kubectl %s: %v: %q lacks %q", strings.Join(args, " "), err, out, want)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testkit.EventuallyKubectl(t, 30*time.Second, want, args...)
 }
 
 func waitGone(t *testing.T, ns, name string, timeout time.Duration) {

@@ -61,6 +61,25 @@ func PodOnProcessNode(spec *corev1.PodSpec) {
 	})
 }
 
+// The annotations of the PodNodeSelector and PodTolerationRestriction
+// admission plugins, which a plane with process nodes enables.
+const (
+	nodeSelectorAnnotation       = "scheduler.alpha.kubernetes.io/node-selector"
+	defaultTolerationsAnnotation = "scheduler.alpha.kubernetes.io/defaultTolerations"
+)
+
+// NamespaceOnProcessNodes annotates ns so that every pod made in it runs
+// on a process node, whoever makes it (a Deployment of an operator, a
+// StatefulSet): `kubectl annotate namespace` with the same two annotations
+// does it by hand.
+func NamespaceOnProcessNodes(ns *corev1.Namespace) {
+	if ns.Annotations == nil {
+		ns.Annotations = map[string]string{}
+	}
+	ns.Annotations[nodeSelectorAnnotation] = ProcessNodeLabel + "=true"
+	ns.Annotations[defaultTolerationsAnnotation] = `[{"key":"` + ProcessNodeLabel + `","operator":"Equal","value":"true","effect":"NoSchedule"}]`
+}
+
 func nodeStatus(kubeletPort int) corev1.NodeStatus {
 	now := metav1.Now()
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -160,26 +161,34 @@ func (w *podWorker) setUpOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !w.ip.IsValid() {
-		if w.ip, err = w.rt.net.allocate(); err != nil {
+	hostNet := pod.Spec.HostNetwork
+	if hostNet {
+		// The host's network, its names and resolv.conf, as a kubelet gives.
+		w.ip = netip.MustParseAddr(nodeIP)
+	} else {
+		if !w.ip.IsValid() {
+			if w.ip, err = w.rt.net.allocate(); err != nil {
+				return err
+			}
+		}
+		etc, err := writeEtc(w.dir, pod, w.ip)
+		if err != nil {
 			return err
 		}
+		binds = append(etc, binds...)
 	}
-	etc, err := writeEtc(w.dir, pod, w.ip)
-	if err != nil {
-		return err
-	}
-	binds = append(etc, binds...)
 	if w.rt.setpoint != "" {
 		binds = append(binds, bind{Source: w.rt.setpoint, Target: setpointInPod, ReadOnly: true, File: true})
 	}
-	sb, err := startSandbox(podView{Dir: w.dir, Hostname: hostname(pod), Binds: binds, HostMounts: w.rt.hostMounts})
+	sb, err := startSandbox(podView{Dir: w.dir, Hostname: hostname(pod), Binds: binds, HostMounts: w.rt.hostMounts, HostNetwork: hostNet})
 	if err != nil {
 		return err
 	}
-	if err := w.rt.net.attach(sb.pid(), w.ip); err != nil {
-		sb.stop()
-		return err
+	if !hostNet {
+		if err := w.rt.net.attach(sb.pid(), w.ip); err != nil {
+			sb.stop()
+			return err
+		}
 	}
 	w.mu.Lock()
 	w.sb, w.setupMsg = sb, ""
@@ -359,7 +368,7 @@ func (w *podWorker) tearDown() {
 	if sb != nil {
 		sb.stop()
 	}
-	if ip.IsValid() {
+	if ip.IsValid() && !w.current().Spec.HostNetwork {
 		w.rt.net.release(ip)
 	}
 }
@@ -407,4 +416,14 @@ func trimMsg(s string) string {
 		s = s[:1024]
 	}
 	return s
+}
+
+// dial connects to addr as seen from the pod's network: the plane's, or
+// the host's for a hostNetwork pod.
+func (w *podWorker) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if w.current().Spec.HostNetwork {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	return w.rt.net.dial(ctx, network, addr)
 }

@@ -151,7 +151,7 @@ func (w *podWorker) handler(ctx context.Context, c *container, ex *corev1.ExecAc
 		if tcp.Host != "" {
 			host = tcp.Host
 		}
-		conn, err := w.rt.net.dial(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		conn, err := w.dial(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
 			return err
 		}
@@ -181,7 +181,8 @@ func (w *podWorker) httpGet(ctx context.Context, c *container, ip string, hg *co
 	for _, h := range hg.HTTPHeaders {
 		req.Header.Add(h.Name, h.Value)
 	}
-	resp, err := w.rt.podHTTP.Do(req)
+	client := &http.Client{Transport: &http.Transport{DialContext: w.dial, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

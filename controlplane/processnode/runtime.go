@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -58,7 +56,6 @@ type Runtime struct {
 	restartBackoff time.Duration
 	recorder       record.EventRecorder
 	broadcaster    record.EventBroadcaster
-	podHTTP        *http.Client
 	svcLister      func() []*corev1.Service
 
 	mu      sync.Mutex
@@ -121,7 +118,6 @@ func (rt *Runtime) start(ctx context.Context, o Options) error {
 		return err
 	}
 	rt.closers = append(rt.closers, rt.net.close)
-	rt.podHTTP = &http.Client{Transport: &http.Transport{DialContext: rt.net.dial, DisableKeepAlives: true}}
 	rt.broadcaster = record.NewBroadcaster()
 	rt.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: rt.cs.CoreV1().Events("")})
 	rt.recorder = rt.broadcaster.NewRecorder(clientScheme(), corev1.EventSource{Component: "setpoint-process-node"})
@@ -295,9 +291,4 @@ func (rt *Runtime) Stop() error {
 		}
 	})
 	return nil
-}
-
-// dialPod connects to a pod's address from the plane's namespace.
-func (rt *Runtime) dialPod(ctx context.Context, addr string) (net.Conn, error) {
-	return rt.net.dial(ctx, "tcp", addr)
 }

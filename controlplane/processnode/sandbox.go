@@ -38,6 +38,8 @@ type podView struct {
 	// HostMounts are the host's mount points other than /, bound at the
 	// same place so that programs and files on them are found.
 	HostMounts []string
+	// HostNetwork keeps the host's network and UTS namespaces.
+	HostNetwork bool
 }
 
 // startSandbox creates the namespaces and the pod's root and returns once
@@ -51,13 +53,13 @@ func startSandbox(v podView) (*sandbox, error) {
 	s := &sandbox{done: make(chan struct{})}
 	s.cmd = exec.Command("sh", "-c", setupScript(v))
 	s.cmd.Stderr = &s.stderr
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{
-		// A PID namespace of its own: the pod's processes see only each
-		// other, and the kernel kills them all when the sandbox ends.
-		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWPID,
-		Setpgid:    true,
-		Pdeathsig:  syscall.SIGKILL,
+	// A PID namespace of its own: the pod's processes see only each other,
+	// and the kernel kills them all when the sandbox ends.
+	flags := syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWPID
+	if !v.HostNetwork {
+		flags |= syscall.CLONE_NEWNET | syscall.CLONE_NEWUTS
 	}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: uintptr(flags), Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -132,7 +134,9 @@ func setupScript(v podView) string {
 	}
 	in.WriteString("umount -l /.setpoint-stage\n")
 	w("chroot %s /bin/sh -c %s", q(root), q(in.String()))
-	w("hostname %s", q(v.Hostname))
+	if !v.HostNetwork {
+		w("hostname %s", q(v.Hostname))
+	}
 	w("echo ready")
 	w("exec chroot %s sleep infinity", q(root))
 	return b.String()
