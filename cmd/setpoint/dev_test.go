@@ -164,7 +164,7 @@ func podLogs(cs kubernetes.Interface, name, want string) error {
 	return nil
 }
 
-// TestDevWithoutOperators: --operators '' is a plane with no operator.
+// TestDevWithoutOperators: --operators ” is a plane with no operator.
 func TestDevWithoutOperators(t *testing.T) {
 	dev := startSetpoint(t, "dev", "--operators", "", "--nodes", "0", "--process-nodes", "0")
 	line := dev.waitLine(t, "operators:", 3*time.Minute)

@@ -12,9 +12,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/controlplane/processnode"
-	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
