@@ -49,10 +49,11 @@ func newContainer(spec corev1.Container, init bool) *container {
 func (c *container) status() corev1.ContainerStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	started := c.started // a copy: the status outlives the lock
 	st := corev1.ContainerStatus{
 		Name: c.spec.Name, Image: c.spec.Image, ImageID: "process://" + c.spec.Image,
 		State: c.state, LastTerminationState: c.last, Ready: c.ready, RestartCount: c.restarts,
-		Started: &c.started,
+		Started: &started,
 	}
 	if c.state.Running != nil && c.proc != nil {
 		st.ContainerID = "process://" + strconv.Itoa(c.pid)
