@@ -158,3 +158,30 @@ func TestGracefulTermination(t *testing.T) {
 		t.Errorf("pod gone after %s: SIGKILL came before the 3 s grace period", took)
 	}
 }
+
+// A sidecar (an init container with restartPolicy Always) starts before
+// the containers, runs beside them, and ends once they have completed.
+func TestSidecarRunsBesideTheContainers(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	p := processPod(ns, "sidecar", `cat /shared/from-sidecar; echo done`)
+	p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	mount := []corev1.VolumeMount{{Name: "shared", MountPath: "/shared"}}
+	p.Spec.Containers[0].VolumeMounts = mount
+	p.Spec.Volumes = []corev1.Volume{{Name: "shared", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	always := corev1.ContainerRestartPolicyAlways
+	p.Spec.InitContainers = []corev1.Container{{
+		Name: "helper", Image: "debian:12", RestartPolicy: &always, VolumeMounts: mount,
+		Command: []string{"sh", "-c", "echo hello-from-sidecar > /shared/from-sidecar; exec sleep 3600"},
+		StartupProbe: &corev1.Probe{PeriodSeconds: 1,
+			ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"test", "-e", "/shared/from-sidecar"}}}},
+	}}
+	createPod(t, p)
+	got := waitPod(t, ns, "sidecar", time.Minute, "Succeeded", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodSucceeded })
+	if out := mustKubectl(t, "-n", ns, "logs", "sidecar", "-c", "main"); out != "hello-from-sidecar\ndone\n" {
+		t.Errorf("the container's log %q: the sidecar did not start first", out)
+	}
+	waitPod(t, ns, "sidecar", 30*time.Second, "sidecar stopped", func(p *corev1.Pod) bool {
+		return containerStatus(p, "helper").State.Terminated != nil
+	})
+	_ = got
+}

@@ -200,9 +200,30 @@ func (w *podWorker) setUpOnce(ctx context.Context) error {
 
 // runContainers runs the init containers to completion, then keeps the
 // containers running until ctx ends or, for a pod that does not restart
-// them, until every one has ended.
+// them, until every one has ended. Sidecars (init containers with
+// restartPolicy Always) start in their turn, run beside the containers
+// and are stopped after them.
 func (w *podWorker) runContainers(ctx context.Context) {
+	sidecarCtx, stopSidecars := context.WithCancel(ctx)
+	var sidecars sync.WaitGroup
+	defer func() {
+		stopSidecars()
+		// The containers ended by themselves: so do the sidecars. On a
+		// deletion terminate stops them, after the containers.
+		if ctx.Err() == nil {
+			w.killAll(w.inits, "", w.gracePeriod())
+		}
+		sidecars.Wait()
+	}()
 	for _, c := range w.inits {
+		if isSidecar(c.spec) {
+			sidecars.Add(1)
+			go func() { defer sidecars.Done(); w.supervise(sidecarCtx, c, corev1.RestartPolicyAlways) }()
+			if !waitStarted(ctx, c) {
+				return
+			}
+			continue
+		}
 		if !w.runInit(ctx, c) {
 			return
 		}
@@ -214,9 +235,33 @@ func (w *podWorker) runContainers(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range w.ctrs {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.supervise(ctx, c) }()
+		go func() { defer wg.Done(); w.supervise(ctx, c, w.current().Spec.RestartPolicy) }()
 	}
 	wg.Wait()
+}
+
+func isSidecar(c corev1.Container) bool {
+	return c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways
+}
+
+// waitStarted waits until a sidecar has started (its startup probe, if
+// any, passed), as the kubelet does before the next init container.
+func waitStarted(ctx context.Context, c *container) bool {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c.mu.Lock()
+		started := c.started && c.state.Running != nil
+		c.mu.Unlock()
+		if started {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
 }
 
 // runInit runs an init container until it succeeds; it reports whether
@@ -239,8 +284,8 @@ func (w *podWorker) runInit(ctx context.Context, c *container) bool {
 	}
 }
 
-// supervise keeps one container running as the pod's restart policy says.
-func (w *podWorker) supervise(ctx context.Context, c *container) {
+// supervise keeps one container running as policy says.
+func (w *podWorker) supervise(ctx context.Context, c *container, policy corev1.RestartPolicy) {
 	failures := 0
 	for {
 		started := time.Now()
@@ -248,7 +293,6 @@ func (w *podWorker) supervise(ctx context.Context, c *container) {
 		if ctx.Err() != nil {
 			return
 		}
-		policy := w.current().Spec.RestartPolicy
 		if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && err == nil && code == 0) {
 			return
 		}
@@ -329,8 +373,50 @@ func (w *podWorker) prepareLaunch(ctx context.Context, pod *corev1.Pod, c *conta
 }
 
 // terminate ends every running container: preStop hooks, then SIGTERM and
-// SIGKILL after the grace period. The plane's own stop is quicker.
+// SIGKILL after the grace period; sidecars go after the containers. The
+// plane's own stop is quicker.
 func (w *podWorker) terminate(deleting bool) {
+	grace := w.gracePeriod()
+	if !deleting {
+		grace = min(grace, 2*time.Second)
+	}
+	deadline := time.Now().Add(grace)
+	stop := func(cs []*container) {
+		var wg sync.WaitGroup
+		for _, c := range cs {
+			if !c.running() {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if deleting {
+					w.preStop(c, deadline)
+				}
+				c.kill("", max(time.Until(deadline), 0))
+			}()
+		}
+		wg.Wait()
+	}
+	stop(w.ctrs)
+	stop(w.inits)
+}
+
+// killAll ends the running containers of cs, without hooks.
+func (w *podWorker) killAll(cs []*container, why string, grace time.Duration) {
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		if c.running() {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.kill(why, grace) }()
+		}
+	}
+	wg.Wait()
+}
+
+// gracePeriod is the pod's terminationGracePeriodSeconds, or the one its
+// deletion asked for.
+func (w *podWorker) gracePeriod() time.Duration {
 	pod := w.current()
 	grace := 30 * time.Second
 	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
@@ -339,25 +425,7 @@ func (w *podWorker) terminate(deleting bool) {
 	if s := pod.DeletionGracePeriodSeconds; s != nil {
 		grace = time.Duration(*s) * time.Second
 	}
-	if !deleting {
-		grace = min(grace, 2*time.Second)
-	}
-	deadline := time.Now().Add(grace)
-	var wg sync.WaitGroup
-	for _, c := range append(append([]*container{}, w.inits...), w.ctrs...) {
-		if !c.running() {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if deleting {
-				w.preStop(c, deadline)
-			}
-			c.kill("", max(time.Until(deadline), 0))
-		}()
-	}
-	wg.Wait()
+	return grace
 }
 
 func (w *podWorker) tearDown() {
