@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +185,26 @@ func TestSidecarRunsBesideTheContainers(t *testing.T) {
 		return containerStatus(p, "helper").State.Terminated != nil
 	})
 	_ = got
+}
+
+// Pods deleted while they start go away, their processes with them: a
+// container that started after the pod's termination looked for running
+// ones used to be left running, and its pod Terminating for ever.
+func TestDeletedWhileStarting(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	const n = 12
+	for i := range n {
+		p := processPod(ns, "early-"+strconv.Itoa(i), "exec sleep 3600")
+		p.Spec.TerminationGracePeriodSeconds = ptr(int64(2))
+		createPod(t, p)
+		// Delete at different moments of the start: at once, then later.
+		time.Sleep(time.Duration(i) * 25 * time.Millisecond)
+		if err := env.Clientset.CoreV1().Pods(ns).Delete(context.Background(), p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		waitGone(t, ns, "early-"+strconv.Itoa(i), 30*time.Second)
+	}
 }

@@ -331,6 +331,9 @@ func backoff(base time.Duration, n int, max time.Duration) time.Duration {
 func (w *podWorker) runOnce(ctx context.Context, c *container) (int32, error) {
 	pod := w.current()
 	l, argv, err := w.prepareLaunch(ctx, pod, c)
+	if ctx.Err() != nil {
+		return 0, errStopped
+	}
 	if err == nil {
 		err = c.start(l, argv, userOf(pod, c.spec), w.rt.nsenter)
 	}
@@ -341,6 +344,11 @@ func (w *podWorker) runOnce(ctx context.Context, c *container) (int32, error) {
 		return 128, err
 	}
 	w.changed()
+	if ctx.Err() != nil {
+		// Stopped while starting: terminate may have looked before this
+		// process existed, so it is ended here.
+		c.kill("", w.gracePeriod())
+	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); w.probe(probeCtx, c) }()

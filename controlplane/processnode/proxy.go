@@ -37,6 +37,10 @@ type proxy struct {
 	services  corelisters.ServiceLister
 	slices    discoverylisters.EndpointSliceLister
 
+	// lookup finds a listener's ready endpoints (p.endpoints; a benchmark
+	// sets its own).
+	lookup func(*svcListener) []string
+
 	mu        sync.Mutex
 	listeners map[string]*svcListener // "ip:port"
 	kick      chan struct{}
@@ -51,8 +55,10 @@ type svcListener struct {
 }
 
 func newProxy(n *network, apiServer string, s corelisters.ServiceLister, e discoverylisters.EndpointSliceLister) *proxy {
-	return &proxy{net: n, apiServer: apiServer, services: s, slices: e,
+	p := &proxy{net: n, apiServer: apiServer, services: s, slices: e,
 		listeners: map[string]*svcListener{}, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	p.lookup = p.endpoints
+	return p
 }
 
 func (p *proxy) handler() cache.ResourceEventHandler {
@@ -162,7 +168,7 @@ func (p *proxy) dialBackend(ctx context.Context, l *svcListener) (net.Conn, erro
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", p.apiServer)
 	}
-	addrs := p.endpoints(l)
+	addrs := p.lookup(l)
 	if len(addrs) == 0 {
 		return nil, fmt.Errorf("service %s port %d has no ready endpoints", l.svc, l.port.Port)
 	}
