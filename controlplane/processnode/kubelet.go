@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -352,5 +351,3 @@ func openPTY() (*os.File, *os.File, error) {
 	}
 	return m, s, nil
 }
-
-var _ = strings.TrimSpace

@@ -14,7 +14,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // podWorker does for one pod what the kubelet's pod worker does: set up the
@@ -483,8 +482,6 @@ func writeEtc(dir string, pod *corev1.Pod, ip netip.Addr) ([]bind, error) {
 }
 
 func podKey(pod *corev1.Pod) string { return pod.Namespace + "/" + pod.Name }
-
-func ptrBool(b bool) *bool { return ptr.To(b) }
 
 func trimMsg(s string) string {
 	s = strings.TrimSpace(s)

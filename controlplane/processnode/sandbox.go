@@ -173,7 +173,7 @@ func hostMounts() []string {
 }
 
 func skipMount(mp string) bool {
-	for _, p := range []string{"/proc", "/sys", "/dev", "/run/netns", "/mnt/sandboxing"} {
+	for _, p := range []string{"/proc", "/sys", "/dev", "/run/netns"} {
 		if mp == p || strings.HasPrefix(mp, p+"/") {
 			return true
 		}

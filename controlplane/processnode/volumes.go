@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -304,5 +303,3 @@ func claimPath(ctx context.Context, cs kubernetes.Interface, ns, name string) (s
 	}
 	return "", fmt.Errorf("volume %s is neither hostPath nor local, which process nodes cannot mount", pv.Name)
 }
-
-func quantityString(q int64) string { return strconv.FormatInt(q, 10) }
