@@ -17,6 +17,7 @@ PACKAGES=(
   "test -x /usr/bin/celery|celery"                  # the celery command that CeleryCluster workers run on process nodes
   "test -x /usr/sbin/ip -o -x /sbin/ip|iproute2"    # process nodes: the plane's bridge and each pod's veth
   "command -v nsenter && command -v setpriv|util-linux" # process nodes: enter a pod's namespaces, run as its user
+  "command -v ps && command -v pkill|procps"         # process-node tests look at and signal a pod's processes
 )
 
 missing=()
