@@ -15,6 +15,8 @@ const (
 	ControllerManager = "kube-controller-manager"
 	Scheduler         = "kube-scheduler"
 	Kwok              = "kwok"
+	// processNodes names the log of a rootless plane's process nodes.
+	processNodes = "process-nodes"
 )
 
 // KwokStagesFile is the kwok Stage configuration that `make tools` writes

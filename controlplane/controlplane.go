@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/setpoint-dev/setpoint/controlplane/processnode"
@@ -356,7 +358,7 @@ func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error
 		bin, _ = FindBinary("setpoint")
 	}
 	c.progress("starting %d process node(s)", c.opts.ProcessNodes)
-	rt, err := processnode.Start(ctx, processnode.Options{
+	o := processnode.Options{
 		Config:         c.Config,
 		Nodes:          c.opts.ProcessNodes,
 		Dir:            filepath.Join(c.dir, "process-nodes"),
@@ -364,7 +366,11 @@ func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error
 		Kubelet:        processnode.KubeletTLS{ClientCAFile: c.pki.CACert},
 		Setpoint:       bin,
 		RestartBackoff: c.opts.RestartBackoff,
-	})
+	}
+	if processnode.Rootless() {
+		return c.startRootlessNodes(ctx, o)
+	}
+	rt, err := processnode.Start(ctx, o)
 	if err != nil {
 		return fmt.Errorf("process nodes: %w", err)
 	}
@@ -379,6 +385,13 @@ func (c *ControlPlane) run(name, bin string, args, env []string, logDir string) 
 	if err != nil {
 		return nil, err
 	}
+	c.track(p)
+	return p, nil
+}
+
+// track makes p a component: stopped by Stop, its unasked-for exit
+// reported on Err.
+func (c *ControlPlane) track(p *process) {
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
@@ -391,7 +404,6 @@ func (c *ControlPlane) run(name, bin string, args, env []string, logDir string) 
 			}
 		}
 	}()
-	return p, nil
 }
 
 // waitFor polls check until it succeeds, the process exits (reported with
@@ -505,4 +517,41 @@ func FreePort() int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startRootlessNodes runs the process nodes as `setpoint process-nodes`,
+// root of a user namespace of its own: an ordinary user may make network
+// and mount namespaces there. It is a component like the others: stopped
+// with them, its exit reported.
+func (c *ControlPlane) startRootlessNodes(ctx context.Context, o processnode.Options) error {
+	if o.Setpoint == "" {
+		return fmt.Errorf("process nodes as an ordinary user run the setpoint binary: %w", ErrMissingBinary)
+	}
+	if o.RestartBackoff == 0 {
+		o.RestartBackoff = 10 * time.Second
+	}
+	args := []string{"process-nodes", "--kubeconfig", c.KubeconfigPath, "--nodes", strconv.Itoa(o.Nodes),
+		"--dir", o.Dir, "--apiserver", o.APIServer, "--client-ca", o.Kubelet.ClientCAFile,
+		"--setpoint", o.Setpoint, "--restart-backoff", o.RestartBackoff.String()}
+	p, err := startProcessAttr(processNodes, o.Setpoint, args, nil, filepath.Join(c.dir, "logs"), processnode.InUserNamespace())
+	if err != nil {
+		return err
+	}
+	c.track(p)
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	return c.waitFor(ctx, p, "process nodes Ready", func() error {
+		for i := range o.Nodes {
+			n, err := cs.CoreV1().Nodes().Get(ctx, processnode.NodeName(i), metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if !nodeReady(n) {
+				return fmt.Errorf("node %s not Ready yet", n.Name)
+			}
+		}
+		return nil
+	})
 }

@@ -30,6 +30,12 @@ type process struct {
 // gets its own process group so Stop can signal it and anything it forks,
 // and a parent-death signal so that a killed `setpoint dev` leaves no orphan.
 func startProcess(name, bin string, args []string, env []string, logDir string) (*process, error) {
+	return startProcessAttr(name, bin, args, env, logDir, &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL})
+}
+
+// startProcessAttr is startProcess with the child's attributes given (a
+// user namespace of its own, say); they must keep Setpgid and Pdeathsig.
+func startProcessAttr(name, bin string, args []string, env []string, logDir string, attr *syscall.SysProcAttr) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -39,7 +45,7 @@ func startProcess(name, bin string, args []string, env []string, logDir string) 
 	cmd.Stdout = f
 	cmd.Stderr = f
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -45,8 +45,9 @@ Process nodes (--process-nodes) run the pods that tolerate the taint
 setpoint.dev/process-node=true:NoSchedule and select the label
 setpoint.dev/process-node=true as real processes on this machine: their
 command is run (no image is pulled), with their volumes, their own address,
-Services, DNS, logs, exec and port-forward. They need root; elsewhere dev
-says what is missing and starts without them.
+Services, DNS, logs, exec and port-forward. They need root or, as an
+ordinary user, unprivileged user namespaces; elsewhere dev says what is
+missing and starts without them.
 
 Without --data-dir the cluster lives in a temporary directory and is gone
 when dev stops; with it, the cluster's state, certificates and kubeconfig

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -173,4 +174,33 @@ func TestDevWithoutOperators(t *testing.T) {
 	}
 	exportedKubeconfig(t, dev)
 	dev.stop(t, syscall.SIGINT, 90*time.Second)
+}
+
+// TestDevAsAnOrdinaryUser: without root, process nodes run in a user
+// namespace of their own. Run as nobody (CI is root), a process pod runs
+// and prints, and Ctrl-C leaves nothing behind.
+func TestDevAsAnOrdinaryUser(t *testing.T) {
+	dev := startCommand(t, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+		"env", "HOME=/tmp", setpointBin, "dev", "--nodes", "0", "--process-nodes", "1", "--operators", "")
+	kubeconfig := exportedKubeconfig(t, dev)
+	dir := filepath.Dir(kubeconfig)
+	cs := clientFor(t, kubeconfig)
+	eventually(t, func() error { return readyNodes(cs, 1) })
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "rootless", Namespace: "default"}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "main", Image: "debian:12",
+			Command: []string{"sh", "-c", `echo "hello from $(hostname) as $(id -u)"; exec sleep 3600`}}},
+	}}
+	processnode.PodOnProcessNode(&pod.Spec)
+	if _, err := cs.CoreV1().Pods("default").Create(t.Context(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Root in the pod is root of the user namespace: nobody outside.
+	eventually(t, func() error { return podLogs(cs, "rootless", "hello from rootless as 0") })
+	dev.stop(t, syscall.SIGINT, 90*time.Second)
+	if procs := processesMentioning(dir); len(procs) != 0 {
+		t.Fatalf("processes left after setpoint dev exited:\n%s", strings.Join(procs, "\n"))
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left after setpoint dev exited (%v)", dir, err)
+	}
 }

@@ -24,6 +24,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Readable by all: a test runs it as an ordinary user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	setpointBin = filepath.Join(dir, "setpoint")
 	// Built with the same race setting as the test binary, so the packages
 	// compiled for the test are reused.
@@ -53,7 +58,14 @@ type command struct {
 
 func startSetpoint(t *testing.T, args ...string) *command {
 	t.Helper()
-	cmd := exec.Command(setpointBin, args...)
+	return startCommand(t, setpointBin, args...)
+}
+
+// startCommand runs a program (setpoint, or setpoint behind a wrapper such
+// as setpriv) and collects its output.
+func startCommand(t *testing.T, name string, args ...string) *command {
+	t.Helper()
+	cmd := exec.Command(name, args...)
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	c := &command{cmd: cmd, lines: make(chan string, 1000), exited: make(chan error, 1)}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,6 +36,8 @@ var (
 type network struct {
 	holder *exec.Cmd // keeps the namespace alive; it ends with us
 	nsPath string
+
+	ops chan func() // run on the plane's thread
 
 	mu   sync.Mutex
 	used map[netip.Addr]bool
@@ -61,10 +64,17 @@ ip route add local %[4]s dev lo`, bridgeName, gateway, podPrefix.Bits(), service
 		n.close()
 		return nil, fmt.Errorf("set up the plane's network: %w", err)
 	}
+	if err := n.startThread(); err != nil {
+		n.close()
+		return nil, err
+	}
 	return n, nil
 }
 
 func (n *network) close() {
+	if n.ops != nil {
+		close(n.ops)
+	}
 	_ = n.holder.Process.Kill()
 	_ = n.holder.Wait()
 }
@@ -108,7 +118,9 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // the sandbox's namespace.
 func (n *network) attach(pid int, addr netip.Addr) error {
 	host := "veth" + strconv.Itoa(pid)
-	if err := run("ip", "link", "add", host, "netns", strconv.Itoa(n.pid()), "type", "veth",
+	// Made inside the plane's namespace, which we own even in a user
+	// namespace, and its peer moved into the pod's.
+	if err := nsRun(n.pid(), "-n", "ip", "link", "add", host, "type", "veth",
 		"peer", "name", "eth0", "netns", strconv.Itoa(pid)); err != nil {
 		return fmt.Errorf("create veth: %w", err)
 	}
@@ -126,39 +138,41 @@ ip route add default via %s`, addr, podPrefix.Bits(), gateway)
 	return nil
 }
 
-// inPlane runs fn on an OS thread that has joined the plane's network
-// namespace. Sockets keep the namespace they were made in, so listeners
-// and connections made by fn work from any goroutine afterwards.
-func (n *network) inPlane(fn func() error) error {
-	return inNetns(n.nsPath, fn)
+// startThread makes the plane's thread: a goroutine locked to an OS thread
+// that has joined the plane's namespace and stays there, creating every
+// socket the runtime needs in it (a socket keeps the namespace it was made
+// in). One long-lived thread, because a thread that joined a namespace of
+// a user namespace cannot go back and would have to end, and a thread's
+// end sends the parent-death signal to the children it forked.
+func (n *network) startThread() error {
+	n.ops = make(chan func())
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with close
+		f, err := os.Open(n.nsPath)
+		if err != nil {
+			ready <- fmt.Errorf("open the plane's network namespace: %w", err)
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			ready <- fmt.Errorf("enter the plane's network namespace: %w", err)
+			return
+		}
+		ready <- nil
+		for op := range n.ops {
+			op()
+		}
+	}()
+	return <-ready
 }
 
-func inNetns(path string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open own network namespace: %w", err)
-	}
-	defer orig.Close()
-	target, err := os.Open(path)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open network namespace %s: %w", path, err)
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace: %w", err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: Go ends it with this goroutine rather
-		// than reuse a thread in the wrong namespace.
-		return errors.Join(fnErr, fmt.Errorf("return to own network namespace: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
+// inPlane runs fn on the plane's thread. fn must not block for long.
+func (n *network) inPlane(fn func() error) error {
+	errc := make(chan error, 1)
+	n.ops <- func() { errc <- fn() }
+	return <-errc
 }
 
 // listen opens a listener inside the plane's namespace.
@@ -178,16 +192,35 @@ func (n *network) listenPacket(network, addr string) (c net.PacketConn, err erro
 	return c, err
 }
 
-// dial connects to addr from inside the plane's namespace (a pod address
-// or a ClusterIP).
-func (n *network) dial(ctx context.Context, network, addr string) (c net.Conn, err error) {
-	// The goroutine keeps its thread (in the namespace) until connected.
-	var d net.Dialer
-	err = n.inPlane(func() error {
-		c, err = d.DialContext(ctx, network, addr)
+// dial connects to an IPv4 addr (a pod address or a ClusterIP) from inside
+// the plane's namespace: the socket is made on the plane's thread, the
+// connect (which may take long) happens here.
+func (n *network) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().Is4() {
+		return nil, fmt.Errorf("dial %s in the plane: want an IPv4 address and port", addr)
+	}
+	var fd int
+	if err := n.inPlane(func() (err error) {
+		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		return err
-	})
-	return c, err
+	}); err != nil {
+		return nil, fmt.Errorf("socket in the plane: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "plane "+addr)
+	defer f.Close() // FileConn holds a copy
+	timeout := 30 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(d), time.Millisecond)
+	}
+	// connect(2) gives up after the send timeout.
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}); err != nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &unix.Timeval{})
+	return net.FileConn(f)
 }
 
 // nsRun runs a command inside the namespaces (nsenter flags) of pid.

@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,11 +70,14 @@ type Runtime struct {
 	closers  []func()
 }
 
-// Check says what this machine lacks for process nodes, or nil.
+// Check says what this machine lacks for process nodes, or nil. As an
+// ordinary user they need unprivileged user namespaces (Rootless).
 func Check() error {
 	var missing []string
 	if os.Geteuid() != 0 {
-		missing = append(missing, "root (process nodes make network and mount namespaces; run as root, or with --process-nodes 0)")
+		if out, err := exec.Command("unshare", "--user", "--map-root-user", "true").CombinedOutput(); err != nil {
+			missing = append(missing, fmt.Sprintf("root, or unprivileged user namespaces (unshare --user: %v %s; see sysctl kernel.unprivileged_userns_clone and user.max_user_namespaces)", err, strings.TrimSpace(string(out))))
+		}
 	}
 	for _, c := range []string{"nsenter", "ip", "setpriv", "mount", "chroot", "sleep", "sh"} {
 		if _, err := exec.LookPath(c); err != nil {
@@ -291,4 +296,23 @@ func (rt *Runtime) Stop() error {
 		}
 	})
 	return nil
+}
+
+// Rootless reports whether this process must run process nodes in a user
+// namespace of their own (it is not root): see InUserNamespace.
+func Rootless() bool { return os.Geteuid() != 0 }
+
+// InUserNamespace is the process attributes that start a program as root
+// of a new user namespace mapped to this process's user, in this network
+// namespace (so it still reaches the API server on loopback). A runtime
+// started there owns every namespace it makes, as root would.
+func InUserNamespace() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{
+		Cloneflags:                 syscall.CLONE_NEWUSER,
+		UidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings:                []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		GidMappingsEnableSetgroups: false,
+		Setpgid:                    true,
+		Pdeathsig:                  syscall.SIGKILL,
+	}
 }

@@ -95,8 +95,22 @@ func setupScript(v podView) string {
 	w("set -eu")
 	w("mount --make-rprivate /")
 	w("mount -t tmpfs -o mode=0755 tmpfs %s", q(rw))
-	w("mkdir -p %s %s", q(rw+"/upper"), q(rw+"/work"))
-	w("mount -t overlay overlay -o %s %s", q("lowerdir=/,upperdir="+rw+"/upper,workdir="+rw+"/work"), q(root))
+	w("mount -t tmpfs -o mode=0755 tmpfs %s", q(root))
+	// Each top-level directory is an overlay of the host's: one of / itself
+	// is refused inside a user namespace (its locked submounts), and this
+	// way works with or without one. A directory whose overlay is refused
+	// is bound as it is.
+	w(`for e in /*; do n=${e#/}
+  if [ -L "$e" ]; then ln -s "$(readlink "$e")" %[1]s/"$n"; continue; fi
+  [ -d "$e" ] || continue
+  mkdir -p %[1]s/"$n"
+  case "$n" in proc|sys|dev|run) continue;; esac
+  mkdir -p %[2]s/upper/"$n" %[2]s/work/"$n"
+  mount -t overlay overlay -o lowerdir="$e",upperdir=%[2]s/upper/"$n",workdir=%[2]s/work/"$n" %[1]s/"$n" 2>/dev/null ||
+    mount --rbind "$e" %[1]s/"$n"
+done`, q(root), q(rw))
+	// A pod's /run is its own, as in a container.
+	w("mount -t tmpfs -o mode=0755 tmpfs %s", q(root+"/run"))
 	for _, m := range v.HostMounts {
 		// Best effort: a mount point the overlay cannot show as a directory
 		// is left out rather than failing the pod.
@@ -145,8 +159,9 @@ func setupScript(v podView) string {
 // q quotes s for sh.
 func q(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
-// hostMounts lists the host's mount points that a pod's overlay of / would
-// not show: every mount but / and the kernel's own trees.
+// hostMounts lists the host's mount points below the top-level
+// directories, which their overlays would not show: every mount but /,
+// the top-level ones and the kernel's own trees.
 func hostMounts() []string {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
@@ -160,7 +175,7 @@ func hostMounts() []string {
 			continue
 		}
 		mp := unescapeMount(f[4])
-		if mp == "/" || seen[mp] || skipMount(mp) {
+		if mp == "/" || seen[mp] || skipMount(mp) || filepath.Dir(mp) == "/" {
 			continue
 		}
 		if fi, err := os.Stat(mp); err != nil || !fi.IsDir() {
@@ -173,7 +188,7 @@ func hostMounts() []string {
 }
 
 func skipMount(mp string) bool {
-	for _, p := range []string{"/proc", "/sys", "/dev", "/run/netns"} {
+	for _, p := range []string{"/proc", "/sys", "/dev", "/run"} {
 		if mp == p || strings.HasPrefix(mp, p+"/") {
 			return true
 		}
