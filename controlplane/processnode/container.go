@@ -74,7 +74,6 @@ type launch struct {
 	sandboxPid int
 	env        []string
 	logPath    string
-	setpoint   bool // the setpoint binary is bound at /setpoint
 }
 
 // commandLine is the container's program and arguments, with $(VAR)

@@ -2,14 +2,12 @@ package processnode_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -116,25 +114,8 @@ func eventuallyKubectl(t *testing.T, want string, args ...string) string {
 
 func waitGone(t *testing.T, ns, name string, timeout time.Duration) {
 	t.Helper()
-	err := testkit.Poll(context.Background(), timeout, func() error {
-		_, err := testkit.Env(t).Clientset.CoreV1().Pods(ns).Get(context.Background(), name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		return fmt.Errorf("pod %s still there (%v)", name, err)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	testkit.EventuallyGone(t, testkit.Env(t).Client, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, timeout)
 }
-
-func osStat(p string) (os.FileInfo, error) { return os.Stat(p) }
-
-func errorsAs(err error, target any) bool { return errors.As(err, target) }
-
-func fmtSscan(s string, v *int) (int, error) { return fmt.Sscan(s, v) }
-
-func metaCreate() metav1.CreateOptions { return metav1.CreateOptions{} }
 
 func clientsetFor(t *testing.T, cp *controlplane.ControlPlane) kubernetes.Interface {
 	t.Helper()

@@ -34,8 +34,7 @@ type podWorker struct {
 	startTime *metav1.Time
 	conds     map[corev1.PodConditionType]corev1.PodCondition
 
-	cancel  context.CancelFunc // stops the containers
-	deleted chan struct{}      // closed when the pod is being deleted
+	deleted chan struct{} // closed when the pod is being deleted
 	delOnce sync.Once
 	done    chan struct{}
 	dirty   chan struct{}
@@ -88,7 +87,6 @@ func (w *podWorker) run(stop context.Context) {
 	go func() { defer close(statusDone); w.syncStatus(statusCtx) }()
 
 	ctx, cancel := context.WithCancel(stop)
-	w.cancel = cancel
 	go func() {
 		select {
 		case <-w.deleted:

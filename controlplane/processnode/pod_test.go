@@ -2,6 +2,7 @@ package processnode_test
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func TestPodRunsWithEnvAndVolumes(t *testing.T) {
 	}
 	// The mount points exist only in the pod's view.
 	for _, dir := range []string{"/data", "/etc/cfg"} {
-		if _, err := osStat(dir); err == nil {
+		if _, err := os.Stat(dir); err == nil {
 			t.Errorf("%s exists on the host: the pod's mounts leaked", dir)
 		}
 	}

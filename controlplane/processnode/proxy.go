@@ -184,7 +184,7 @@ func (p *proxy) dialBackend(ctx context.Context, l *svcListener) (net.Conn, erro
 }
 
 func (p *proxy) endpoints(l *svcListener) []string {
-	ns, name := splitKey(l.svc)
+	ns, name, _ := cache.SplitMetaNamespaceKey(l.svc)
 	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: name})
 	slices, _ := p.slices.EndpointSlices(ns).List(sel)
 	var out []string
@@ -211,15 +211,6 @@ func (p *proxy) endpoints(l *svcListener) []string {
 		}
 	}
 	return out
-}
-
-func splitKey(k string) (string, string) {
-	for i := range len(k) {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return "", k
 }
 
 // splice copies both ways until both directions are done, passing on a

@@ -3,6 +3,8 @@ package processnode_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/remotecommand"
 
@@ -53,7 +56,7 @@ func TestExecWithATerminal(t *testing.T) {
 	// A failing command's exit code reaches kubectl.
 	_, err := kubectl(t, "", "-n", ns, "exec", "tty", "--", "sh", "-c", "exit 42")
 	var ee *exec.ExitError
-	if !errorsAs(err, &ee) || ee.ExitCode() != 42 {
+	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
 		t.Errorf("kubectl exec of exit 42: %v", err)
 	}
 }
@@ -98,7 +101,7 @@ func TestStopLeavesNothingBehind(t *testing.T) {
 	}()
 	cs := clientsetFor(t, cp)
 	p := processPod("default", "left", `trap '' TERM; sleep 3600 & sleep 3600`)
-	if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metaCreate()); err != nil {
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, p, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, time.Minute, func() error { return podRunning(ctx, cs, "default", "left") })
@@ -134,7 +137,7 @@ func processesUnder(dir string) []int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid := 0
-		if _, err := fmtSscan(e.Name(), &pid); err != nil || pid == os.Getpid() {
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil || pid == os.Getpid() {
 			continue
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))

@@ -139,8 +139,6 @@ func mode(m *int32, def os.FileMode) os.FileMode {
 	return os.FileMode(*m)
 }
 
-func itemMode(m *int32, def os.FileMode) os.FileMode { return mode(m, def) }
-
 func configMapFiles(ctx context.Context, cs kubernetes.Interface, ns, name string, items []corev1.KeyToPath, optional *bool, def os.FileMode) ([]file, error) {
 	cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -185,7 +183,7 @@ func keyFiles(what string, data map[string][]byte, items []corev1.KeyToPath, def
 		if !ok {
 			return nil, fmt.Errorf("%s has no key %q: %w", what, it.Key, errNotReady)
 		}
-		out = append(out, file{Path: it.Path, Data: v, Mode: itemMode(it.Mode, def)})
+		out = append(out, file{Path: it.Path, Data: v, Mode: mode(it.Mode, def)})
 	}
 	return out, nil
 }
@@ -204,7 +202,7 @@ func downwardFiles(pod *corev1.Pod, items []corev1.DownwardAPIVolumeFile, def os
 		if err != nil {
 			return nil, fmt.Errorf("downwardAPI %s: %w", it.Path, err)
 		}
-		out = append(out, file{Path: it.Path, Data: []byte(v), Mode: itemMode(it.Mode, def)})
+		out = append(out, file{Path: it.Path, Data: []byte(v), Mode: mode(it.Mode, def)})
 	}
 	return out, nil
 }
