@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -235,4 +236,25 @@ func TestStatefulSetWithClaims(t *testing.T) {
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the volume's directory %s is still there (%v)", dir, err)
 	}
+}
+
+// A hostNetwork pod keeps the host's network: what it serves on loopback
+// the host reaches directly.
+func TestHostNetworkPod(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	port := strconv.Itoa(controlplane.FreePort())
+	p := processPod(ns, "hostnet", "mkdir -p /srv && echo on-the-host > /srv/index.html && cd /srv && exec /usr/bin/python3 -m http.server --bind 127.0.0.1 "+port)
+	p.Spec.HostNetwork = true
+	createPod(t, p)
+	got := waitPod(t, ns, "hostnet", time.Minute, "Running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
+	if got.Status.PodIP != "127.0.0.1" {
+		t.Errorf("pod IP %q, want the node's 127.0.0.1", got.Status.PodIP)
+	}
+	testkit.Eventually(t, 30*time.Second, func() error {
+		body, err := testkit.HTTPGet("http://127.0.0.1:" + port + "/")
+		if err != nil || strings.TrimSpace(body) != "on-the-host" {
+			return fmt.Errorf("GET from the host: %q, %v", body, err)
+		}
+		return nil
+	})
 }
