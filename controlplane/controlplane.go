@@ -241,6 +241,11 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		// process nodes (processnode.NamespaceOnProcessNodes), whatever
 		// operator makes them.
 		apiArgs = append(apiArgs, "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction")
+		egress, err := c.egressConfig()
+		if err != nil {
+			return err
+		}
+		apiArgs = append(apiArgs, "--egress-selector-config-file="+egress)
 	}
 	apiArgs = append(apiArgs, c.opts.APIServerArgs...)
 	c.progress("starting kube-apiserver on %s", c.APIServerURL)
@@ -350,6 +355,25 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		return c.startProcessNodes(ctx, port)
 	}
 	return nil
+}
+
+// egressConfig writes the API server's egress selector configuration:
+// its traffic to pods, kubelets and webhooks goes through the process
+// nodes' proxy, which can reach the plane's network.
+func (c *ControlPlane) egressConfig() (string, error) {
+	socket := filepath.Join(c.dir, "process-nodes", processnode.EgressSocket)
+	// sun_path holds 108 bytes with its NUL.
+	if len(socket) > 107 {
+		return "", fmt.Errorf("process nodes: the plane's directory %s is too long for a Unix socket path (%s, at most 107 bytes)", c.dir, socket)
+	}
+	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(c.dir, "egress-selector.yaml")
+	if err := os.WriteFile(path, []byte(processnode.EgressConfig(socket)), 0o644); err != nil {
+		return "", fmt.Errorf("egress selector config: %w", err)
+	}
+	return path, nil
 }
 
 func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error {

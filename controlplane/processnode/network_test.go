@@ -258,3 +258,35 @@ func TestHostNetworkPod(t *testing.T) {
 		return nil
 	})
 }
+
+// The API server reaches process pods and their Services for its proxy
+// subresources (the way an operator outside the cluster reaches a pod's
+// HTTP endpoint), through the process nodes' egress proxy.
+func TestAPIServerProxiesToPodsAndServices(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	ctx := context.Background()
+	createPod(t, webServer(ns, "web", "proxied"))
+	waitPod(t, ns, "web", time.Minute, "Ready", ready)
+	body, err := env.Clientset.CoreV1().Pods(ns).ProxyGet("http", "web", "8080", "/", nil).DoRaw(ctx)
+	if err != nil || strings.TrimSpace(string(body)) != "proxied" {
+		t.Fatalf("pods/proxy: %q, %v", body, err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}, Spec: corev1.ServiceSpec{
+		Selector: map[string]string{"app": "web"},
+		Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}},
+	}}
+	if _, err := env.Clientset.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		body, err := env.Clientset.CoreV1().Services(ns).ProxyGet("http", "web", "http", "/", nil).DoRaw(ctx)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(body)) != "proxied" {
+			return fmt.Errorf("services/proxy: %q", body)
+		}
+		return nil
+	})
+}

@@ -123,6 +123,11 @@ func (rt *Runtime) start(ctx context.Context, o Options) error {
 		return err
 	}
 	rt.closers = append(rt.closers, rt.net.close)
+	closeEgress, err := serveEgress(rt.net, filepath.Join(rt.dir, EgressSocket))
+	if err != nil {
+		return err
+	}
+	rt.closers = append(rt.closers, closeEgress)
 	rt.broadcaster = record.NewBroadcaster()
 	rt.broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: rt.cs.CoreV1().Events("")})
 	rt.recorder = rt.broadcaster.NewRecorder(clientScheme(), corev1.EventSource{Component: "setpoint-process-node"})
