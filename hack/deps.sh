@@ -18,6 +18,7 @@ PACKAGES=(
   "test -x /usr/sbin/ip -o -x /sbin/ip|iproute2"    # process nodes: the plane's bridge and each pod's veth
   "command -v nsenter && command -v setpriv|util-linux" # process nodes: enter a pod's namespaces, run as its user
   "command -v ps && command -v pkill|procps"         # process-node tests look at and signal a pod's processes
+  "ls /usr/lib/postgresql/*/bin/pg_rewind|postgresql" # PostgresCluster instances on process nodes (initdb, postgres, pg_basebackup, pg_rewind, psql)
 )
 
 missing=()

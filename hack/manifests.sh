@@ -16,9 +16,11 @@ rbac() { # name, packages, output dir
 rbac base ./operator config/rbac
 rbac app ./operators/app/... config/operators/app
 rbac celery ./operators/celery/... config/operators/celery
+rbac postgres ./operators/postgres/... config/operators/postgres
 rbac reloader ./operators/reloader/... config/operators/reloader
 cp config/crd/bases/apps.setpoint.dev_apps.yaml config/operators/app/crd.yaml
 cp config/crd/bases/celery.setpoint.dev_celeryclusters.yaml config/operators/celery/crd.yaml
+cp config/crd/bases/postgres.setpoint.dev_postgresclusters.yaml config/operators/postgres/crd.yaml
 
 # helm <switch> <source> <template>: wrap generated YAML for the chart.
 helm() {
@@ -36,8 +38,9 @@ helm() {
 mkdir -p charts/setpoint/rbac
 rm -f charts/setpoint/templates/generated-rbac-*.yaml
 cp config/rbac/role.yaml charts/setpoint/rbac/base.yaml
-for op in app celery reloader; do
+for op in app celery postgres reloader; do
   cp "config/operators/$op/role.yaml" "charts/setpoint/rbac/$op.yaml"
 done
 helm app config/operators/app/crd.yaml generated-crd-app.yaml
 helm celery config/operators/celery/crd.yaml generated-crd-celery.yaml
+helm postgres config/operators/postgres/crd.yaml generated-crd-postgres.yaml

@@ -23,11 +23,13 @@ import (
 
 	appsv1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
 	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	"github.com/setpoint-dev/setpoint/operators/app"
 	"github.com/setpoint-dev/setpoint/operators/celery"
+	"github.com/setpoint-dev/setpoint/operators/postgres"
 	"github.com/setpoint-dev/setpoint/operators/reloader"
 )
 
@@ -57,6 +59,15 @@ var builtins = []builtin{{
 		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(celeryv1alpha1.GroupVersion.Group, "celeryclusters")}
 	},
 	setup: func(op *operator.Operator, _ hostOptions) error { return celery.Setup(op, celery.Options{}) },
+}, {
+	name:   "postgres",
+	scheme: postgresv1alpha1.AddToScheme,
+	crds: func() []*apiextensionsv1.CustomResourceDefinition {
+		return []*apiextensionsv1.CustomResourceDefinition{crdmanifests.MustGet(postgresv1alpha1.GroupVersion.Group, "postgresclusters")}
+	},
+	setup: func(op *operator.Operator, o hostOptions) error {
+		return postgres.Setup(op, postgres.Options{AgentImage: o.agentImage})
+	},
 }, {
 	name: "reloader",
 	setup: func(op *operator.Operator, o hostOptions) error {
@@ -153,6 +164,7 @@ type hostOptions struct {
 
 	reloaderStrategy string
 	reloaderQuiet    time.Duration
+	agentImage       string
 
 	// digestKeySecret is namespace/name of the digest key's Secret (""
 	// means <namespace>/setpoint-digest-key, see digestKeyRef).
@@ -174,6 +186,7 @@ func (o *hostOptions) register(fs *pflag.FlagSet, metricsAddr, probeAddr string,
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", `address of Go's /debug/pprof/ profiles ("0": off)`)
 	fs.StringVar(&o.reloaderStrategy, "reloader-strategy", string(reloader.StrategyAnnotation),
 		`how the reloader rolls a workload: "annotation" (a hash in a pod-template annotation) or "env" (a hash in an env var of the containers that use the object); a workload's `+reloader.AnnotationStrategy+` annotation overrides it`)
+	fs.StringVar(&o.agentImage, "postgres-agent-image", postgres.DefaultAgentImage, "Setpoint's image, from which PostgresCluster pods copy the agent (use the image the operator runs)")
 	fs.DurationVar(&o.reloaderQuiet, "reloader-quiet", reloader.DefaultQuiet, "how long a workload's configuration must stay unchanged before the reloader rolls it, so a burst of edits rolls once (0: at once)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 30*time.Second, "how long handlers may take to finish after a stop signal")
 	fs.StringVar(&o.name, "name", "setpoint", "the install's name: it names the webhook configurations, the leader-election Lease, the field manager, the finalizer and annotation prefix (<name>.setpoint.dev, setpoint.dev for the default) and the digest key's Secret, so installs with different names coexist; a second active instance with the same name is refused")

@@ -40,6 +40,6 @@ func newRootCommand() *cobra.Command {
 	var lf logFlags
 	lf.register(root)
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return lf.setup() }
-	root.AddCommand(newDevCommand(), newRunCommand(), newGenerateCommand(), newVersionCommand(), newProcessNodesCommand())
+	root.AddCommand(newDevCommand(), newRunCommand(), newGenerateCommand(), newVersionCommand(), newProcessNodesCommand(), newPostgresAgentCommand())
 	return root
 }

@@ -14,7 +14,7 @@ import (
 func TestHelmInstallCeleryOnly(t *testing.T) {
 	ns := testkit.Env(t).Namespace(t)
 	objs := render(t, "helm", "template", "sp", "../../charts/setpoint", "--namespace", ns,
-		"--set", "operators.app.enabled=false", "--set", "operators.reloader.enabled=false")
+		"--set", "operators.app.enabled=false", "--set", "operators.reloader.enabled=false", "--set", "operators.postgres.enabled=false")
 	checkManager(t, find(t, objs, "Deployment", "sp"), "celery")
 	for _, u := range objs {
 		if u.GetKind() == "CustomResourceDefinition" && u.GetName() != "celeryclusters.celery.setpoint.dev" {

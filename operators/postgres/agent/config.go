@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
+)
+
+// Owned are the settings the agent writes; the CRD refuses them in
+// spec.postgresql.parameters.
+func owned(c *v1alpha1.PostgresCluster, instance, runDir string, standbys []string) map[string]string {
+	return map[string]string{
+		"listen_addresses":          "'*'",
+		"port":                      "5432",
+		"unix_socket_directories":   quote(runDir),
+		"wal_level":                 "replica",
+		"hot_standby":               "on",
+		"max_wal_senders":           "12",
+		"max_replication_slots":     "12",
+		"wal_log_hints":             "on",
+		"recovery_target_timeline":  "'latest'",
+		"primary_conninfo":          quote(conninfo(c, instance)),
+		"primary_slot_name":         quote(slotName(instance)),
+		"synchronous_standby_names": quote(synchronousNames(c, instance, standbys)),
+	}
+}
+
+// conninfo is how a replica reaches the primary: through the -rw
+// Service, so it follows a failover without a change of its own.
+func conninfo(c *v1alpha1.PostgresCluster, instance string) string {
+	return fmt.Sprintf("host=%s-rw port=5432 user=%s application_name=%s connect_timeout=5 sslmode=prefer", c.Name, replicationUser, instance)
+}
+
+// synchronousNames is synchronous_standby_names for instance as primary.
+// required waits for number of all the other instances whether or not they
+// are connected; preferred counts only those streaming now (standbys), so
+// a primary alone keeps taking writes.
+func synchronousNames(c *v1alpha1.PostgresCluster, instance string, streaming []string) string {
+	s := c.Spec.Synchronous
+	if s == nil || s.Number < 1 {
+		return ""
+	}
+	var names []string
+	if s.DataDurability == "preferred" {
+		names = slices.Clone(streaming)
+	} else {
+		for _, n := range InstanceNames(c) {
+			if n != instance {
+				names = append(names, n)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = `"` + n + `"`
+	}
+	return fmt.Sprintf("ANY %d (%s)", min(int(s.Number), len(names)), strings.Join(quoted, ", "))
+}
+
+// InstanceNames are the instances a cluster of spec.instances has:
+// <name>-1 ... <name>-N.
+func InstanceNames(c *v1alpha1.PostgresCluster) []string {
+	var out []string
+	for i := range c.Spec.Instances {
+		out = append(out, fmt.Sprintf("%s-%d", c.Name, i+1))
+	}
+	return out
+}
+
+// postgresqlConf is the file the agent owns (setpoint.conf, included from
+// postgresql.conf): the user's parameters, then the owned ones.
+func postgresqlConf(c *v1alpha1.PostgresCluster, instance, runDir string, standbys []string) string {
+	var b strings.Builder
+	b.WriteString("# Written by the Setpoint agent from the PostgresCluster; edits are overwritten.\n")
+	user := c.Spec.PostgreSQL.Parameters
+	for _, k := range slices.Sorted(maps.Keys(user)) {
+		fmt.Fprintf(&b, "%s = %s\n", k, quote(user[k]))
+	}
+	own := owned(c, instance, runDir, standbys)
+	for _, k := range slices.Sorted(maps.Keys(own)) {
+		fmt.Fprintf(&b, "%s = %s\n", k, own[k])
+	}
+	return b.String()
+}
+
+// quote makes a postgresql.conf string value, unless it already is one.
+func quote(v string) string {
+	if len(v) >= 2 && strings.HasPrefix(v, "'") && strings.HasSuffix(v, "'") {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", "''") + "'"
+}
+
+// hbaConf: the agent (as postgres, over the pod's socket) is trusted;
+// every network client needs a password.
+const hbaConf = `# Written by the Setpoint agent; edits are overwritten.
+local   all          postgres                   trust
+local   all          all                        scram-sha-256
+host    replication  ` + replicationUser + `  all   scram-sha-256
+host    all          all          all           scram-sha-256
+`
+
+// pgpass holds the passwords the agent's tools use to reach the primary.
+func pgpass(cr credentials) string {
+	esc := strings.NewReplacer(`\`, `\\`, `:`, `\:`)
+	return fmt.Sprintf("*:*:*:%s:%s\n*:*:*:postgres:%s\n", replicationUser, esc.Replace(cr.replication), esc.Replace(cr.superuser))
+}
+
+// credentials come from the cluster's Secrets, through the environment.
+type credentials struct {
+	superuser, replication, app string
+}

@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
+)
+
+// asPrimary: this instance is the target primary. It runs as primary only
+// while it holds the Lease; until then a standby keeps streaming (ready
+// to be promoted the moment the Lease is taken).
+func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	if !a.lease.leading() {
+		if a.pg.running() {
+			a.observe(ctx, false)
+			if !a.report.isReplica() {
+				// A primary without the Lease (lost between two steps):
+				// the fence did or will stop it; never serve.
+				a.pg.stop(stopImmediate, 5*time.Second)
+			}
+			return nil
+		}
+		if a.pg.standby() {
+			return a.pg.start()
+		}
+		a.report.Role, a.report.Ready = "down", false
+		a.report.Message = "waiting for the primary Lease"
+		return nil
+	}
+	if !a.pg.running() {
+		if err := a.pg.setStandby(false); err != nil {
+			return err
+		}
+		a.log.Info("starting as primary", "instance", a.cfg.Instance)
+		if err := a.pg.start(); err != nil {
+			return err
+		}
+	}
+	if !a.observe(ctx, false) {
+		return nil // still starting
+	}
+	if a.report.isReplica() {
+		a.log.Info("promoting", "instance", a.cfg.Instance, "receivedLSN", a.report.ReceivedLSN)
+		if err := a.pg.promote(ctx); err != nil {
+			return err
+		}
+		if err := a.pg.setStandby(false); err != nil {
+			return err
+		}
+		if !a.observe(ctx, false) {
+			return nil
+		}
+	}
+	if err := a.configure(ctx, c, a.report.Standbys); err != nil {
+		return err
+	}
+	var replicas []string
+	for _, n := range InstanceNames(c) {
+		if n != a.cfg.Instance {
+			replicas = append(replicas, slotName(n))
+		}
+	}
+	if err := a.pg.slots(ctx, replicas); err != nil {
+		return err
+	}
+	if err := a.bootstrap(ctx, c); err != nil {
+		return err
+	}
+	a.report.Ready, a.report.Message = true, ""
+	return nil
+}
+
+// bootstrap sets the roles and passwords once per start as primary.
+func (a *Agent) bootstrap(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	if a.report.Ready && a.report.Role == "primary" {
+		return nil
+	}
+	return a.pg.bootstrap(ctx, a.cr, a.cfg.Database, a.cfg.Owner)
+}
+
+// asReplica: another instance is (or will be) primary. A primary here
+// stops fast and rejoins: pg_rewind onto the new timeline, or a fresh
+// clone when that fails.
+func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	if a.pg.running() {
+		if !a.observe(ctx, true) {
+			return nil
+		}
+		if !a.report.isReplica() {
+			a.log.Info("no longer the target primary: stopping to rejoin as a replica", "instance", a.cfg.Instance, "target", c.Status.TargetPrimary)
+			a.pg.stop(stopFast, 10*time.Second)
+			a.lease.stop()
+			return a.rejoin(ctx, c)
+		}
+		if a.diverged(c) {
+			a.log.Info("replica cannot follow the primary's timeline: rewinding", "instance", a.cfg.Instance)
+			a.pg.stop(stopFast, 10*time.Second)
+			return a.rejoin(ctx, c)
+		}
+		if len(a.report.PendingRestart) > 0 {
+			a.log.Info("restarting for parameters that need it", "instance", a.cfg.Instance, "parameters", a.report.PendingRestart)
+			a.pg.stop(stopFast, 10*time.Second)
+			return a.pg.start()
+		}
+		a.report.Ready, a.report.Message = true, ""
+		return nil
+	}
+	if !a.pg.standby() {
+		return a.rejoin(ctx, c)
+	}
+	return a.pg.start()
+}
+
+// diverged: the replica has not streamed for a while although the primary
+// runs on a later timeline: its WAL went past the fork (an asynchronous
+// replica ahead of the one promoted).
+func (a *Agent) diverged(c *v1alpha1.PostgresCluster) bool {
+	if a.report.Streaming {
+		a.notStreamingSince = time.Time{}
+		return false
+	}
+	if a.notStreamingSince.IsZero() {
+		a.notStreamingSince = time.Now()
+		return false
+	}
+	var primaryTimeline int64
+	for _, in := range c.Status.Instances {
+		if in.Name == c.Status.CurrentPrimary && in.Role == "primary" {
+			primaryTimeline = in.Timeline
+		}
+	}
+	return time.Since(a.notStreamingSince) > 15*time.Second && primaryTimeline > a.report.Timeline && c.Status.CurrentPrimary == c.Status.TargetPrimary
+}
+
+// rejoin makes a stopped former primary a replica of the current one.
+func (a *Agent) rejoin(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	a.notStreamingSince = time.Time{}
+	if c.Status.CurrentPrimary == "" || c.Status.CurrentPrimary == a.cfg.Instance || c.Status.CurrentPrimary != c.Status.TargetPrimary {
+		a.report.Role, a.report.Ready, a.report.Message = "down", false, "waiting for the new primary before rejoining"
+		return nil
+	}
+	host := c.Name + "-rw"
+	if err := a.pg.rewind(ctx, host); err != nil {
+		a.log.Info("pg_rewind failed: cloning the primary again", "instance", a.cfg.Instance, "error", err.Error())
+		a.report.Recloned++
+		if err := a.pg.basebackup(ctx, host); err != nil {
+			return fmt.Errorf("clone after a failed rewind: %w", err)
+		}
+	}
+	if err := a.configure(ctx, c, nil); err != nil {
+		return err
+	}
+	if err := a.pg.setStandby(true); err != nil {
+		return err
+	}
+	return a.pg.start()
+}
+
+// observe refreshes the report from postgres; false when postgres does
+// not answer yet.
+func (a *Agent) observe(ctx context.Context, _ bool) bool {
+	o, err := a.pg.observe(ctx)
+	r := &a.report
+	r.Time = time.Now()
+	r.Leader = a.lease.leading()
+	if err != nil {
+		r.Role, r.Ready, r.Message = "down", false, "postgres does not answer yet"
+		return false
+	}
+	r.Role = "primary"
+	if o.InRecovery {
+		r.Role = "replica"
+	}
+	r.Timeline, r.ReceivedLSN, r.ReplayedLSN, r.Streaming = o.Timeline, o.ReceivedLSN, o.ReplayedLSN, o.Streaming
+	r.Standbys, r.PendingRestart = o.Standbys, o.PendingRestart
+	return true
+}
+
+func (r Report) isReplica() bool { return r.Role == "replica" }

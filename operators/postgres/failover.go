@@ -1,0 +1,296 @@
+package postgres
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operators/postgres/agent"
+)
+
+// Phases of a cluster.
+const (
+	PhaseInitializing  = "Initializing"
+	PhaseHealthy       = "Healthy"
+	PhaseWaiting       = "WaitingForReplicas"
+	PhaseFailingOver   = "FailingOver"
+	PhaseSwitchingOver = "SwitchingOver"
+	PhasePrimaryDown   = "PrimaryUnhealthy"
+)
+
+// Condition types and reasons.
+const (
+	ConditionReady       = "Ready"
+	ConditionProgressing = "Progressing"
+	ConditionDegraded    = "Degraded"
+)
+
+// Observation is what the operator sees of a cluster in one look.
+type Observation struct {
+	Cluster *v1alpha1.PostgresCluster
+	// Reports of the agents that answered, by instance.
+	Reports map[string]*agent.Report
+	// Pods by instance.
+	Pods map[string]*corev1.Pod
+	Now  time.Time
+}
+
+// Decision is what to do after a look.
+type Decision struct {
+	Status v1alpha1.PostgresClusterStatus
+	// BreakLease: the old primary is known to run no postgres (its agent
+	// is not running, or says it fenced itself), so its Lease may be
+	// given to the new primary at once instead of after it expires.
+	BreakLease bool
+	// Event to post, if any (Warning when Type says so).
+	Event *Event
+}
+
+// Event is an Event the decision posts on the cluster.
+type Event struct{ Type, Reason, Message string }
+
+// Decide is the operator's whole judgement, a pure function of what it
+// saw: the instances' status, who is primary, and when to fail over.
+func Decide(o Observation) Decision {
+	c := o.Cluster
+	st := *c.Status.DeepCopy()
+	st.ObservedGeneration = c.Generation
+	names := agent.InstanceNames(c)
+	if st.TargetPrimary == "" {
+		st.TargetPrimary = names[0]
+	}
+	st.Instances = instanceStatuses(names, o.Reports, st.CurrentPrimary)
+	d := Decision{}
+	target := st.TargetPrimary
+	switch healthy, why := primaryHealth(o, target); {
+	case healthy:
+		if st.CurrentPrimary != target && st.CurrentPrimary != "" {
+			d.Event = &Event{corev1.EventTypeNormal, "PrimaryChanged", fmt.Sprintf("%s is the primary now, on timeline %d", target, o.Reports[target].Timeline)}
+		}
+		st.CurrentPrimary, st.Initialized, st.PrimaryUnhealthySince = target, true, nil
+		st.Phase = PhaseHealthy
+		st.Instances = instanceStatuses(names, o.Reports, target)
+	case st.CurrentPrimary != target:
+		// A promotion under way (or the very first primary): wait for it.
+		switch {
+		case !st.Initialized:
+			st.Phase = PhaseInitializing
+		case st.Phase != PhaseSwitchingOver:
+			st.Phase = PhaseFailingOver
+		}
+	default:
+		failover(o, &st, &d, why)
+	}
+	summarise(c, &st, o.Now)
+	d.Status = st
+	return d
+}
+
+// failover judges an unhealthy current primary.
+func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, why string) {
+	c := o.Cluster
+	if st.PrimaryUnhealthySince == nil {
+		st.PrimaryUnhealthySince = &metav1.Time{Time: o.Now}
+	}
+	st.Phase = PhasePrimaryDown
+	delay := time.Duration(0)
+	if c.Spec.FailoverDelay != nil {
+		delay = c.Spec.FailoverDelay.Duration
+	}
+	if o.Now.Sub(st.PrimaryUnhealthySince.Time) < delay {
+		return
+	}
+	old := st.TargetPrimary
+	next, reason := Candidate(c, old, o.Reports)
+	if next == "" {
+		d.Event = &Event{corev1.EventTypeWarning, "FailoverImpossible", fmt.Sprintf("primary %s is unhealthy (%s) and no replica can replace it: %s", old, why, reason)}
+		return
+	}
+	st.TargetPrimary, st.Phase = next, PhaseFailingOver
+	st.LastFailover = fmt.Sprintf("%s: %s unhealthy (%s), promoting %s", o.Now.UTC().Format(time.RFC3339), old, why, next)
+	d.BreakLease = knownStopped(o, old)
+	d.Event = &Event{corev1.EventTypeWarning, "FailingOver", fmt.Sprintf("primary %s unhealthy (%s) since %s: promoting %s (%s)",
+		old, why, st.PrimaryUnhealthySince.UTC().Format(time.RFC3339), next, reason)}
+}
+
+// primaryHealth: the agent answers, runs postgres as primary, holds the
+// Lease and is ready. Pod readiness is not looked at: it lags.
+func primaryHealth(o Observation, instance string) (bool, string) {
+	r := o.Reports[instance]
+	switch {
+	case r == nil:
+		return false, "its agent does not answer"
+	case r.Role == "down":
+		return false, "postgres is not running: " + r.Message
+	case r.Role != "primary":
+		return false, "it runs as a replica"
+	case !r.Leader:
+		return false, "it does not hold the primary Lease"
+	case !r.Ready:
+		return false, "not ready: " + r.Message
+	}
+	return true, ""
+}
+
+// knownStopped: the kubelet reports the instance's agent container not
+// running (or the pod gone), or the agent itself says it holds no Lease
+// and runs no primary: then no postgres of it takes writes.
+func knownStopped(o Observation, instance string) bool {
+	if r := o.Reports[instance]; r != nil {
+		return !r.Leader && r.Role != "primary"
+	}
+	p := o.Pods[instance]
+	if p == nil || p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodRunning {
+		return p == nil
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		if cs.Name == "postgres" {
+			return cs.State.Running == nil
+		}
+	}
+	return false
+}
+
+// Switchover moves the primary to instance to, if the cluster is healthy
+// and to is a ready replica; otherwise it says why not.
+func Switchover(st *v1alpha1.PostgresClusterStatus, to string) error {
+	if st.Phase != PhaseHealthy && st.Phase != PhaseWaiting {
+		return fmt.Errorf("the cluster is %s, not healthy", st.Phase)
+	}
+	if to == st.CurrentPrimary {
+		return fmt.Errorf("%s is already the primary", to)
+	}
+	for _, in := range st.Instances {
+		if in.Name == to {
+			if in.Role != "replica" || !in.Ready {
+				return fmt.Errorf("%s is not a ready replica (%s)", to, cmp.Or(in.Message, in.Role))
+			}
+			st.TargetPrimary, st.Phase = to, PhaseSwitchingOver
+			return nil
+		}
+	}
+	return fmt.Errorf("no instance %s", to)
+}
+
+// Candidate chooses the replica to promote: among those whose agents
+// answer and run postgres as a replica, the one that received the most
+// WAL, then replayed the most. With synchronous replication required, it
+// chooses only if enough replicas answered that one of them must hold
+// every acknowledged commit.
+func Candidate(c *v1alpha1.PostgresCluster, old string, reports map[string]*agent.Report) (string, string) {
+	type cand struct {
+		name             string
+		received, replay uint64
+	}
+	var cands []cand
+	for _, n := range agent.InstanceNames(c) {
+		r := reports[n]
+		if n == old || r == nil || r.Role != "replica" {
+			continue
+		}
+		cands = append(cands, cand{n, ParseLSN(r.ReceivedLSN), ParseLSN(r.ReplayedLSN)})
+	}
+	if len(cands) == 0 {
+		return "", "no replica's agent answers with postgres running"
+	}
+	if s := c.Spec.Synchronous; s != nil && s.DataDurability != "preferred" {
+		replicas := int(c.Spec.Instances) - 1
+		if need := replicas - int(s.Number) + 1; len(cands) < need {
+			return "", fmt.Sprintf("synchronous replication is required and only %d of the %d replicas answer (%d needed to be sure none misses an acknowledged commit)", len(cands), replicas, need)
+		}
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		return cmp.Or(cmp.Compare(b.received, a.received), cmp.Compare(b.replay, a.replay), strings.Compare(a.name, b.name))
+	})
+	best := cands[0]
+	return best.name, fmt.Sprintf("received %s, replayed %s", FormatLSN(best.received), FormatLSN(best.replay))
+}
+
+// ParseLSN reads PostgreSQL's "X/Y" (0 when empty or bad).
+func ParseLSN(s string) uint64 {
+	hi, lo, ok := strings.Cut(s, "/")
+	if !ok {
+		return 0
+	}
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return h<<32 | l
+}
+
+// FormatLSN writes an LSN as PostgreSQL does.
+func FormatLSN(v uint64) string { return fmt.Sprintf("%X/%X", v>>32, v&0xffffffff) }
+
+func instanceStatuses(names []string, reports map[string]*agent.Report, primary string) []v1alpha1.InstanceStatus {
+	var head uint64
+	if r := reports[primary]; r != nil && r.Role == "primary" {
+		head = ParseLSN(r.ReceivedLSN)
+	}
+	out := make([]v1alpha1.InstanceStatus, 0, len(names))
+	for _, n := range names {
+		s := v1alpha1.InstanceStatus{Name: n, Role: "unknown", Message: "the agent does not answer"}
+		if r := reports[n]; r != nil {
+			s = v1alpha1.InstanceStatus{Name: n, Role: r.Role, Ready: r.Ready, Timeline: r.Timeline,
+				ReceivedLSN: r.ReceivedLSN, ReplayedLSN: r.ReplayedLSN, PendingRestart: r.PendingRestart, Message: r.Message}
+			if replay := ParseLSN(r.ReplayedLSN); r.Role == "replica" && head > replay && replay > 0 {
+				s.LagBytes = int64(head - replay)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// summarise sets readyInstances and the conditions.
+func summarise(c *v1alpha1.PostgresCluster, st *v1alpha1.PostgresClusterStatus, now time.Time) {
+	ready := 0
+	var notReady []string
+	for _, in := range st.Instances {
+		if in.Ready {
+			ready++
+		} else {
+			notReady = append(notReady, fmt.Sprintf("%s (%s)", in.Name, cmp.Or(in.Message, in.Role)))
+		}
+	}
+	st.ReadyInstances = fmt.Sprintf("%d/%d", ready, len(st.Instances))
+	if st.Phase == PhaseHealthy && len(notReady) > 0 {
+		st.Phase = PhaseWaiting
+	}
+	set := func(typ string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: s, Reason: reason, Message: msg,
+			ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(now)})
+	}
+	waiting := strings.Join(notReady, ", ")
+	switch st.Phase {
+	case PhaseHealthy:
+		set(ConditionReady, true, PhaseHealthy, fmt.Sprintf("primary %s, %s instances ready", st.CurrentPrimary, st.ReadyInstances))
+		set(ConditionProgressing, false, PhaseHealthy, "")
+		set(ConditionDegraded, false, PhaseHealthy, "")
+	case PhaseWaiting:
+		set(ConditionReady, false, st.Phase, "waiting for "+waiting)
+		set(ConditionProgressing, true, st.Phase, "waiting for "+waiting)
+		set(ConditionDegraded, st.Initialized, st.Phase, "not ready: "+waiting)
+	default:
+		msg := cmp.Or(st.LastFailover, "waiting for "+waiting)
+		if st.Phase == PhaseInitializing || st.Phase == PhasePrimaryDown {
+			msg = "waiting for primary " + st.TargetPrimary + ": " + waiting
+		}
+		set(ConditionReady, false, st.Phase, msg)
+		set(ConditionProgressing, true, st.Phase, msg)
+		set(ConditionDegraded, st.Phase != PhaseInitializing, st.Phase, msg)
+	}
+}

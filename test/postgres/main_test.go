@@ -1,0 +1,142 @@
+package postgres
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
+	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
+	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/controlplane/processnode"
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/operator/crd"
+	pgop "github.com/setpoint-dev/setpoint/operators/postgres"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+var scheme = testkit.NewScheme(postgresv1alpha1.AddToScheme)
+
+func TestMain(m *testing.M) {
+	opts := controlplane.Full(1)
+	opts.ProcessNodes = 3
+	// A restarted container comes back at once, as a kubelet's first
+	// restart does; the agent's own recovery is what is under test.
+	opts.RestartBackoff = time.Second
+	os.Exit(testkit.Run(m, testkit.WithControlPlane(opts), testkit.WithScheme(scheme)))
+}
+
+// setup makes a namespace whose pods run on the process nodes, installs
+// the CRD and runs the operator for it.
+func setup(t *testing.T) string {
+	t.Helper()
+	env := testkit.Env(t)
+	if err := crd.Install(t.Context(), env.Config, time.Minute,
+		crdmanifests.MustGet(postgresv1alpha1.GroupVersion.Group, "postgresclusters")); err != nil {
+		t.Fatalf("install CRDs: %v", err)
+	}
+	name := env.Namespace(t)
+	ns, err := env.Clientset.CoreV1().Namespaces().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	processnode.NamespaceOnProcessNodes(ns)
+	if _, err := env.Clientset.CoreV1().Namespaces().Update(t.Context(), ns, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	op, err := operator.New(env.Config, operator.Options{Name: "setpoint-" + name, Scheme: scheme, Namespaces: []string{name},
+		MetricsAddr: "0", ProbeAddr: "0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pgop.Setup(op, pgop.Options{AgentImage: "ghcr.io/setpoint-dev/setpoint:dev"}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.StartOperator(t, op)
+	t.Cleanup(func() {
+		if t.Failed() {
+			dump(t, name)
+		}
+	})
+	// psql runs in a client pod, where the Services resolve.
+	client := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: name}, Spec: corev1.PodSpec{
+		Containers: []corev1.Container{{Name: "psql", Image: "postgres:15", Command: []string{"sleep", "infinity"}}}}}
+	testkit.Create(t, client)
+	return name
+}
+
+func cluster(ns, name string, instances int32) *postgresv1alpha1.PostgresCluster {
+	return &postgresv1alpha1.PostgresCluster{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: postgresv1alpha1.PostgresClusterSpec{Instances: instances}}
+}
+
+func get(t *testing.T, ns, name string) *postgresv1alpha1.PostgresCluster {
+	t.Helper()
+	c := &postgresv1alpha1.PostgresCluster{}
+	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitHealthy waits for every instance to be ready under one primary.
+func waitHealthy(t *testing.T, ns, name string, timeout time.Duration) *postgresv1alpha1.PostgresCluster {
+	t.Helper()
+	var c *postgresv1alpha1.PostgresCluster
+	testkit.Eventually(t, timeout, func() error {
+		c = get(t, ns, name)
+		ready := meta.FindStatusCondition(c.Status.Conditions, pgop.ConditionReady)
+		if c.Status.Phase != pgop.PhaseHealthy || ready == nil || ready.Status != metav1.ConditionTrue {
+			return fmt.Errorf("phase %q, ready %s, instances %+v", c.Status.Phase, c.Status.ReadyInstances, c.Status.Instances)
+		}
+		return nil
+	})
+	return c
+}
+
+// psql runs SQL in the client pod against host (a Service or a pod's
+// address) as the application owner, and returns its unaligned output.
+func psql(t *testing.T, ns, cluster, host, sql string) (string, error) {
+	t.Helper()
+	secret := &corev1.Secret{}
+	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: cluster + "-app"}, secret); err != nil {
+		return "", err
+	}
+	script := `exec "$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)" -X -q -A -t -v ON_ERROR_STOP=1 "$1" -c "$2"`
+	conn := fmt.Sprintf("host=%s user=app dbname=app connect_timeout=3 password=%s", host, secret.Data["password"])
+	out, err := testkit.Kubectl(t, "", "-n", ns, "exec", "client", "--", "sh", "-c", script, "psql", conn, sql)
+	return strings.TrimSpace(out), err
+}
+
+func mustPsql(t *testing.T, ns, cluster, host, sql string) string {
+	t.Helper()
+	var out string
+	testkit.Eventually(t, time.Minute, func() error {
+		var err error
+		out, err = psql(t, ns, cluster, host, sql)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	return out
+}
+
+func dump(t *testing.T, ns string) {
+	for _, args := range [][]string{
+		{"get", "pods,pvc,services,leases,postgresclusters", "-o", "wide"},
+		{"get", "events", "--sort-by=.lastTimestamp"},
+		{"logs", "-l", pgop.LabelCluster, "-c", "postgres", "--tail=40", "--prefix"},
+		{"get", "postgresclusters", "-o", "yaml"},
+	} {
+		out, _ := testkit.Kubectl(t, "", append([]string{"-n", ns}, args...)...)
+		t.Logf("kubectl %v:\n%s", args, out)
+	}
+}
