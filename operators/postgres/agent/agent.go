@@ -65,7 +65,7 @@ type Agent struct {
 
 	clusterMu sync.Mutex
 	cluster   *v1alpha1.PostgresCluster
-	wake    chan struct{}
+	wake      chan struct{}
 	// notStreamingSince is when a replica's WAL receiver was first seen down.
 	notStreamingSince time.Time
 }

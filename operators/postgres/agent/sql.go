@@ -220,4 +220,3 @@ func (s *server) slots(ctx context.Context, want []string) error {
 func slotName(instance string) string {
 	return "setpoint_" + strings.NewReplacer("-", "_", ".", "_").Replace(instance)
 }
-
