@@ -36,6 +36,12 @@ func TestMain(m *testing.M) {
 // setup makes a namespace whose pods run on the process nodes, installs
 // the CRD and runs the operator for it.
 func setup(t *testing.T) string {
+	ns, _ := setupWithStop(t)
+	return ns
+}
+
+// setupWithStop is setup that also returns how to stop the operator.
+func setupWithStop(t *testing.T) (string, func() error) {
 	t.Helper()
 	env := testkit.Env(t)
 	if err := crd.Install(t.Context(), env.Config, time.Minute,
@@ -59,7 +65,7 @@ func setup(t *testing.T) string {
 	if err := pgop.Setup(op, pgop.Options{AgentImage: "ghcr.io/setpoint-dev/setpoint:dev"}); err != nil {
 		t.Fatal(err)
 	}
-	testkit.StartOperator(t, op)
+	stop := testkit.StartOperator(t, op)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dump(t, name)
@@ -69,7 +75,7 @@ func setup(t *testing.T) string {
 	client := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "client", Namespace: name}, Spec: corev1.PodSpec{
 		Containers: []corev1.Container{{Name: "psql", Image: "postgres:15", Command: []string{"sleep", "infinity"}}}}}
 	testkit.Create(t, client)
-	return name
+	return name, stop
 }
 
 func cluster(ns, name string, instances int32) *postgresv1alpha1.PostgresCluster {

@@ -115,7 +115,9 @@ func Run(ctx context.Context, cfg Config, rc *rest.Config, c client.Client) erro
 	if err := pg.writeFile(filepath.Join(cfg.RunDir, "pgpass"), pgpass(cr), 0o600); err != nil {
 		return fmt.Errorf("password file: %w", err)
 	}
-	a.lease = newCandidate(a)
+	if a.lease, err = newCandidate(a); err != nil {
+		return err
+	}
 	a.publish()
 	srv := &http.Server{Addr: cfg.HTTPAddr, Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
 	go func() {

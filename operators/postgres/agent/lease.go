@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -24,9 +27,57 @@ type candidate struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	lead   atomic.Bool
+	// renewed is the Lease's renewTime as last read while leading.
+	renewed time.Time
+	leases  coordinationv1client.CoordinationV1Interface
 }
 
-func newCandidate(a *Agent) *candidate { return &candidate{a: a} }
+func newCandidate(a *Agent) (*candidate, error) {
+	cs, err := kubernetes.NewForConfig(a.rest)
+	if err != nil {
+		return nil, fmt.Errorf("lease client: %w", err)
+	}
+	return &candidate{a: a, leases: cs.CoordinationV1()}, nil
+}
+
+// verify reads the Lease while leading and fences at once when another
+// holder has it, or when it was not renewed for the renew deadline (by
+// the last renewTime read, if the API server does not answer now).
+// client-go's elector alone gives up only after a retry period plus the
+// renew deadline, and keeps the Lease for that long when a renewal fails
+// because someone else holds it.
+func (c *candidate) verify(ctx context.Context) {
+	if !c.leading() {
+		return
+	}
+	a := c.a
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	l, err := c.leases.Leases(a.cfg.Namespace).Get(ctx, LeaseName(a.cfg.Cluster), metav1.GetOptions{})
+	switch {
+	case err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != a.cfg.Instance):
+		c.fence("the primary Lease has another holder")
+		return
+	case err == nil && l.Spec.RenewTime != nil:
+		c.renewed = l.Spec.RenewTime.Time
+	}
+	if !c.renewed.IsZero() && time.Since(c.renewed) > a.cfg.RenewDeadline {
+		c.fence("the primary Lease was not renewed within the renew deadline")
+	}
+}
+
+// fence stops postgres at once and gives up leading; the elector is
+// restarted by the next want(true) and waits for the Lease like any
+// candidate.
+func (c *candidate) fence(why string) {
+	if !c.lead.Swap(false) {
+		return
+	}
+	c.a.pg.signal(stopImmediate)
+	c.a.log.Info("fenced: postgres stopped (immediate)", "instance", c.a.cfg.Instance, "why", why)
+	c.renewed = time.Time{}
+	c.stop()
+}
 
 func (c *candidate) leading() bool { return c.lead.Load() }
 
@@ -64,14 +115,9 @@ func (c *candidate) stop() {
 func (c *candidate) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	a := c.a
-	cs, err := kubernetes.NewForConfig(a.rest)
-	if err != nil {
-		a.log.Error(err, "lease client")
-		return
-	}
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: a.cfg.Namespace, Name: LeaseName(a.cfg.Cluster)},
-		Client:     cs.CoordinationV1(),
+		Client:     c.leases,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: a.cfg.Instance},
 	}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{

@@ -12,6 +12,7 @@ import (
 // while it holds the Lease; until then a standby keeps streaming (ready
 // to be promoted the moment the Lease is taken).
 func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	a.lease.verify(ctx)
 	if !a.lease.leading() {
 		if a.pg.running() {
 			a.observe(ctx, false)

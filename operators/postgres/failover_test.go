@@ -1,0 +1,189 @@
+package postgres
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operators/postgres/agent"
+)
+
+var now = time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+
+func pgCluster(instances int32, mutate ...func(*v1alpha1.PostgresCluster)) *v1alpha1.PostgresCluster {
+	c := &v1alpha1.PostgresCluster{ObjectMeta: metav1.ObjectMeta{Name: "pg", Namespace: "ns", Generation: 1},
+		Spec: v1alpha1.PostgresClusterSpec{Instances: instances, ImageName: "postgres:15"}}
+	for _, m := range mutate {
+		m(c)
+	}
+	return c
+}
+
+func primaryIs(name string) func(*v1alpha1.PostgresCluster) {
+	return func(c *v1alpha1.PostgresCluster) {
+		c.Status.TargetPrimary, c.Status.CurrentPrimary, c.Status.Initialized = name, name, true
+	}
+}
+
+func primary(lsn string) *agent.Report {
+	return &agent.Report{Role: "primary", Leader: true, Ready: true, Timeline: 1, ReceivedLSN: lsn, ReplayedLSN: lsn}
+}
+
+func replica(received, replayed string) *agent.Report {
+	return &agent.Report{Role: "replica", Ready: true, Timeline: 1, ReceivedLSN: received, ReplayedLSN: replayed, Streaming: true}
+}
+
+func TestCandidate(t *testing.T) {
+	sync := func(n int32, durability string) func(*v1alpha1.PostgresCluster) {
+		return func(c *v1alpha1.PostgresCluster) {
+			c.Spec.Synchronous = &v1alpha1.SynchronousSpec{Number: n, DataDurability: durability}
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		cluster *v1alpha1.PostgresCluster
+		reports map[string]*agent.Report
+		want    string
+	}{
+		{"most received wins", pgCluster(3), map[string]*agent.Report{
+			"pg-2": replica("0/5000000", "0/5000000"), "pg-3": replica("0/6000000", "0/4000000")}, "pg-3"},
+		{"then most replayed", pgCluster(3), map[string]*agent.Report{
+			"pg-2": replica("0/6000000", "0/5000000"), "pg-3": replica("0/6000000", "0/4000000")}, "pg-2"},
+		{"LSNs compare as numbers, not strings", pgCluster(3), map[string]*agent.Report{
+			"pg-2": replica("0/9000000", "0/9000000"), "pg-3": replica("1/0", "1/0")}, "pg-3"},
+		{"then by name, so the choice is stable", pgCluster(3), map[string]*agent.Report{
+			"pg-3": replica("0/6000000", "0/6000000"), "pg-2": replica("0/6000000", "0/6000000")}, "pg-2"},
+		{"the old primary is never chosen", pgCluster(2), map[string]*agent.Report{
+			"pg-1": replica("0/9000000", "0/9000000")}, ""},
+		{"an agent whose postgres is down is not a candidate", pgCluster(3), map[string]*agent.Report{
+			"pg-2": {Role: "down"}, "pg-3": replica("0/1000000", "0/1000000")}, "pg-3"},
+		{"none answers", pgCluster(3), map[string]*agent.Report{}, ""},
+		{"synchronous required: too few answers to be sure", pgCluster(4, sync(1, "required")), map[string]*agent.Report{
+			"pg-2": replica("0/5000000", "0/5000000"), "pg-3": replica("0/5000000", "0/5000000")}, ""},
+		{"synchronous required: enough answer", pgCluster(3, sync(1, "required")), map[string]*agent.Report{
+			"pg-2": replica("0/5000000", "0/5000000"), "pg-3": replica("0/6000000", "0/6000000")}, "pg-3"},
+		{"synchronous preferred: any answer will do", pgCluster(4, sync(1, "preferred")), map[string]*agent.Report{
+			"pg-2": replica("0/5000000", "0/5000000")}, "pg-2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, why := Candidate(tc.cluster, "pg-1", tc.reports)
+			if got != tc.want {
+				t.Errorf("Candidate = %q (%s), want %q", got, why, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	deadPod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "postgres",
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137}}}}}}
+	runningPod := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "postgres",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
+	delay := func(d time.Duration) func(*v1alpha1.PostgresCluster) {
+		return func(c *v1alpha1.PostgresCluster) { c.Spec.FailoverDelay = &metav1.Duration{Duration: d} }
+	}
+	unhealthySince := func(ago time.Duration) func(*v1alpha1.PostgresCluster) {
+		return func(c *v1alpha1.PostgresCluster) { c.Status.PrimaryUnhealthySince = &metav1.Time{Time: now.Add(-ago)} }
+	}
+	for _, tc := range []struct {
+		name          string
+		cluster       *v1alpha1.PostgresCluster
+		reports       map[string]*agent.Report
+		pods          map[string]*corev1.Pod
+		target, phase string
+		breakLease    bool
+	}{
+		{"a new cluster targets its first instance", pgCluster(3), nil, nil, "pg-1", PhaseInitializing, false},
+		{"the first primary is recorded once it reports", pgCluster(1, func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-1" }),
+			map[string]*agent.Report{"pg-1": primary("0/3000000")}, nil, "pg-1", PhaseHealthy, false},
+		{"healthy", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": primary("0/3000000"), "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-1", PhaseHealthy, false},
+		{"a replica down leaves the primary be", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": primary("0/3000000")}, nil, "pg-1", PhaseWaiting, false},
+		{"primary unreachable, its container dead: fail over and break its Lease", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": deadPod}, "pg-2", PhaseFailingOver, true},
+		{"primary unreachable but its container runs (cut off?): fail over, let the Lease expire", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"primary without the Lease has fenced itself: break it", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
+		{"within failoverDelay: wait", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(5*time.Second)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-1", PhasePrimaryDown, false},
+		{"after failoverDelay: fail over", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{}, nil, "pg-1", PhasePrimaryDown, false},
+		{"a promotion under way is waited for", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, false},
+		{"the promoted replica becomes current", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
+			map[string]*agent.Report{"pg-2": primary("0/3000000")}, nil, "pg-2", PhaseWaiting, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(Observation{Cluster: tc.cluster, Reports: tc.reports, Pods: tc.pods, Now: now})
+			if d.Status.TargetPrimary != tc.target || d.Status.Phase != tc.phase || d.BreakLease != tc.breakLease {
+				t.Errorf("target %q phase %q break %v; want %q %q %v (event %+v)", d.Status.TargetPrimary, d.Status.Phase, d.BreakLease,
+					tc.target, tc.phase, tc.breakLease, d.Event)
+			}
+		})
+	}
+}
+
+func TestDecideStatus(t *testing.T) {
+	c := pgCluster(3, primaryIs("pg-1"))
+	d := Decide(Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{
+		"pg-1": primary("0/3000100"), "pg-2": replica("0/3000100", "0/3000000")}})
+	st := d.Status
+	if st.ReadyInstances != "2/3" || st.CurrentPrimary != "pg-1" {
+		t.Errorf("ready %s primary %s", st.ReadyInstances, st.CurrentPrimary)
+	}
+	if got := st.Instances[1]; got.LagBytes != 0x100 || got.Role != "replica" {
+		t.Errorf("pg-2: %+v, want a lag of 256 bytes", got)
+	}
+	if got := st.Instances[2]; got.Role != "unknown" || got.Ready {
+		t.Errorf("pg-3 (no report): %+v", got)
+	}
+	for _, typ := range []string{ConditionReady, ConditionProgressing, ConditionDegraded} {
+		found := false
+		for _, cond := range st.Conditions {
+			found = found || cond.Type == typ
+		}
+		if !found {
+			t.Errorf("no %s condition", typ)
+		}
+	}
+}
+
+func TestSwitchover(t *testing.T) {
+	healthy := func() *v1alpha1.PostgresClusterStatus {
+		return &v1alpha1.PostgresClusterStatus{Phase: PhaseHealthy, CurrentPrimary: "pg-1", TargetPrimary: "pg-1",
+			Instances: []v1alpha1.InstanceStatus{{Name: "pg-1", Role: "primary", Ready: true}, {Name: "pg-2", Role: "replica", Ready: true},
+				{Name: "pg-3", Role: "replica", Ready: false}}}
+	}
+	st := healthy()
+	if err := Switchover(st, "pg-2"); err != nil || st.TargetPrimary != "pg-2" || st.Phase != PhaseSwitchingOver {
+		t.Errorf("to a ready replica: %v, %+v", err, st)
+	}
+	for _, to := range []string{"pg-1", "pg-3", "pg-9"} {
+		st := healthy()
+		if err := Switchover(st, to); err == nil || st.TargetPrimary != "pg-1" {
+			t.Errorf("to %s: accepted (%+v)", to, st)
+		}
+	}
+	st = healthy()
+	st.Phase = PhaseFailingOver
+	if err := Switchover(st, "pg-2"); err == nil {
+		t.Errorf("accepted during a failover")
+	}
+}
+
+func TestLSN(t *testing.T) {
+	for _, s := range []string{"0/0", "0/3000060", "1/0", "16/B374D848"} {
+		if got := FormatLSN(ParseLSN(s)); got != s {
+			t.Errorf("%s → %s", s, got)
+		}
+	}
+	if ParseLSN("") != 0 || ParseLSN("x/1") != 0 {
+		t.Error("bad LSNs parse as something")
+	}
+}
