@@ -69,7 +69,9 @@ func TestPodDisruptionBudget(t *testing.T) {
 func TestClaim(t *testing.T) {
 	size := resource.MustParse("5Gi")
 	class := "fast"
-	c := pgCluster(1, func(c *v1alpha1.PostgresCluster) { c.Spec.Storage = v1alpha1.StorageSpec{Size: &size, StorageClassName: &class} })
+	c := pgCluster(1, func(c *v1alpha1.PostgresCluster) {
+		c.Spec.Storage = v1alpha1.StorageSpec{Size: &size, StorageClassName: &class}
+	})
 	pvc := Claim(c, "pg-1")
 	if got := pvc.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(size) != 0 || *pvc.Spec.StorageClassName != "fast" {
 		t.Errorf("claim %+v", pvc.Spec)
