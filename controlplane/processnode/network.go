@@ -37,7 +37,8 @@ type network struct {
 	holder *exec.Cmd // keeps the namespace alive; it ends with us
 	nsPath string
 
-	ops chan func() // run on the plane's thread
+	ops  chan func()   // run on the plane's thread
+	done chan struct{} // closed when the plane's network ends
 
 	mu   sync.Mutex
 	used map[netip.Addr]bool
@@ -73,7 +74,7 @@ ip route add local %[4]s dev lo`, bridgeName, gateway, podPrefix.Bits(), service
 
 func (n *network) close() {
 	if n.ops != nil {
-		close(n.ops)
+		close(n.done)
 	}
 	_ = n.holder.Process.Kill()
 	_ = n.holder.Wait()
@@ -145,7 +146,7 @@ ip route add default via %s`, addr, podPrefix.Bits(), gateway)
 // a user namespace cannot go back and would have to end, and a thread's
 // end sends the parent-death signal to the children it forked.
 func (n *network) startThread() error {
-	n.ops = make(chan func())
+	n.ops, n.done = make(chan func()), make(chan struct{})
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with close
@@ -161,8 +162,13 @@ func (n *network) startThread() error {
 			return
 		}
 		ready <- nil
-		for op := range n.ops {
-			op()
+		for {
+			select {
+			case op := <-n.ops:
+				op()
+			case <-n.done:
+				return
+			}
 		}
 	}()
 	return <-ready
@@ -171,7 +177,13 @@ func (n *network) startThread() error {
 // inPlane runs fn on the plane's thread. fn must not block for long.
 func (n *network) inPlane(fn func() error) error {
 	errc := make(chan error, 1)
-	n.ops <- func() { errc <- fn() }
+	// A proxied connection or a CONNECT may still dial while the plane
+	// stops: it gets an error, not a send on a closed channel.
+	select {
+	case n.ops <- func() { errc <- fn() }:
+	case <-n.done:
+		return errors.New("the plane's network is closed")
+	}
 	return <-errc
 }
 

@@ -46,10 +46,10 @@ type Observation struct {
 // Decision is what to do after a look.
 type Decision struct {
 	Status v1alpha1.PostgresClusterStatus
-	// BreakLease: the old primary is known to run no postgres (its agent
-	// is not running, or says it fenced itself), so its Lease may be
-	// given to the new primary at once instead of after it expires.
-	BreakLease bool
+	// BreakLeaseOf names the old primary when it is known to run no
+	// postgres (its agent is not running, or says it fenced itself): its
+	// Lease may go to the new primary at once instead of after it expires.
+	BreakLeaseOf string
 	// Event to post, if any (Warning when Type says so).
 	Event *Event
 }
@@ -86,6 +86,11 @@ func Decide(o Observation) Decision {
 		case st.Phase != PhaseSwitchingOver:
 			st.Phase = PhaseFailingOver
 		}
+		// The old primary may be seen stopped only now (its container's
+		// state, its restarted agent's report).
+		if old := st.CurrentPrimary; old != "" && knownStopped(o, old) {
+			d.BreakLeaseOf = old
+		}
 	default:
 		failover(o, &st, &d, why)
 	}
@@ -116,7 +121,9 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 	}
 	st.TargetPrimary, st.Phase = next, PhaseFailingOver
 	st.LastFailover = fmt.Sprintf("%s: %s unhealthy (%s), promoting %s", o.Now.UTC().Format(time.RFC3339), old, why, next)
-	d.BreakLease = knownStopped(o, old)
+	if knownStopped(o, old) {
+		d.BreakLeaseOf = old
+	}
 	d.Event = &Event{corev1.EventTypeWarning, "FailingOver", fmt.Sprintf("primary %s unhealthy (%s) since %s: promoting %s (%s)",
 		old, why, st.PrimaryUnhealthySince.UTC().Format(time.RFC3339), next, reason)}
 }
@@ -148,8 +155,8 @@ func knownStopped(o Observation, instance string) bool {
 		return !r.Leader && r.Role != "primary"
 	}
 	p := o.Pods[instance]
-	if p == nil || p.DeletionTimestamp != nil && p.Status.Phase != corev1.PodRunning {
-		return p == nil
+	if p == nil {
+		return true // a pod is gone once the kubelet stopped its containers
 	}
 	for _, cs := range p.Status.ContainerStatuses {
 		if cs.Name == "postgres" {
@@ -196,7 +203,10 @@ func Candidate(c *v1alpha1.PostgresCluster, old string, reports map[string]*agen
 		if n == old || r == nil || r.Role != "replica" {
 			continue
 		}
-		cands = append(cands, cand{n, ParseLSN(r.ReceivedLSN), ParseLSN(r.ReplayedLSN)})
+		// A WAL receiver that restarted reports the start of its segment
+		// as received, below what was replayed.
+		replay := ParseLSN(r.ReplayedLSN)
+		cands = append(cands, cand{n, max(ParseLSN(r.ReceivedLSN), replay), replay})
 	}
 	if len(cands) == 0 {
 		return "", "no replica's agent answers with postgres running"

@@ -56,6 +56,8 @@ func TestCandidate(t *testing.T) {
 			"pg-2": replica("0/9000000", "0/9000000"), "pg-3": replica("1/0", "1/0")}, "pg-3"},
 		{"then by name, so the choice is stable", pgCluster(3), map[string]*agent.Report{
 			"pg-3": replica("0/6000000", "0/6000000"), "pg-2": replica("0/6000000", "0/6000000")}, "pg-2"},
+		{"a restarted receiver's received LSN is below its replayed one", pgCluster(3), map[string]*agent.Report{
+			"pg-2": replica("0/5000000", "0/5000060"), "pg-3": replica("0/5000010", "0/5000010")}, "pg-2"},
 		{"the old primary is never chosen", pgCluster(2), map[string]*agent.Report{
 			"pg-1": replica("0/9000000", "0/9000000")}, ""},
 		{"an agent whose postgres is down is not a candidate", pgCluster(3), map[string]*agent.Report{
@@ -115,14 +117,16 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
 		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{}, nil, "pg-1", PhasePrimaryDown, false},
 		{"a promotion under way is waited for", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
-			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, false},
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"an old primary seen stopped only during the promotion: break its Lease then", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
+			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
 		{"the promoted replica becomes current", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-2": primary("0/3000000")}, nil, "pg-2", PhaseWaiting, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := Decide(Observation{Cluster: tc.cluster, Reports: tc.reports, Pods: tc.pods, Now: now})
-			if d.Status.TargetPrimary != tc.target || d.Status.Phase != tc.phase || d.BreakLease != tc.breakLease {
-				t.Errorf("target %q phase %q break %v; want %q %q %v (event %+v)", d.Status.TargetPrimary, d.Status.Phase, d.BreakLease,
+			if d.Status.TargetPrimary != tc.target || d.Status.Phase != tc.phase || (d.BreakLeaseOf == "pg-1") != tc.breakLease {
+				t.Errorf("target %q phase %q break %q; want %q %q %v (event %+v)", d.Status.TargetPrimary, d.Status.Phase, d.BreakLeaseOf,
 					tc.target, tc.phase, tc.breakLease, d.Event)
 			}
 		})

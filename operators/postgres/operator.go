@@ -213,8 +213,8 @@ func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log 
 			return false, d.Event, err
 		}
 	}
-	if d.BreakLease {
-		if err := r.breakLease(ctx, c, c.Status.TargetPrimary); err != nil {
+	if d.BreakLeaseOf != "" {
+		if err := r.breakLease(ctx, c, d.BreakLeaseOf); err != nil {
 			return false, d.Event, err
 		}
 	}

@@ -74,14 +74,16 @@ func TestFailoverRejoinAndSwitchover(t *testing.T) {
 	if err := testkit.Env(t).Client.Patch(t.Context(), c, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
 		t.Fatal(err)
 	}
+	start = time.Now()
 	testkit.Eventually(t, time.Minute, func() error {
 		c := get(t, ns, "pg")
 		if c.Status.CurrentPrimary != "pg-1" {
 			return fmt.Errorf("primary %s, phase %s", c.Status.CurrentPrimary, c.Status.Phase)
 		}
-		return nil
+		_, err := psql(t, ns, "pg", "pg-rw", "INSERT INTO t VALUES (3)")
+		return err
 	})
-	mustPsql(t, ns, "pg", "pg-rw", "INSERT INTO t VALUES (3)")
+	t.Logf("a write through pg-rw succeeded %s after the switchover was asked for", time.Since(start).Round(100*time.Millisecond))
 	if got := mustPsql(t, ns, "pg", "pg-rw", "SELECT string_agg(id::text, ',' ORDER BY id) FROM t"); got != "1,2,3" {
 		t.Errorf("rows after the switchover: %q, want 1,2,3", got)
 	}

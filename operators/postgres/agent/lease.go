@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
@@ -29,6 +30,8 @@ type candidate struct {
 	lead   atomic.Bool
 	// renewed is the Lease's renewTime as last read while leading.
 	renewed time.Time
+	// nudged is the free Lease's version a restart was made for.
+	nudged string
 	leases  coordinationv1client.CoordinationV1Interface
 }
 
@@ -64,6 +67,35 @@ func (c *candidate) verify(ctx context.Context) {
 	if !c.renewed.IsZero() && time.Since(c.renewed) > a.cfg.RenewDeadline {
 		c.fence("the primary Lease was not renewed within the renew deadline")
 	}
+}
+
+// nudge makes a candidate that waits for the Lease try again at once when
+// the Lease is free (released by a primary that stepped down, deleted by
+// the operator for one known stopped): client-go's elector would try
+// only after its retry period, with jitter, up to twice that.
+func (c *candidate) nudge(ctx context.Context) {
+	c.mu.Lock()
+	waiting := c.done != nil && !c.leading()
+	c.mu.Unlock()
+	if !waiting {
+		return
+	}
+	a := c.a
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	l, err := c.leases.Leases(a.cfg.Namespace).Get(ctx, LeaseName(a.cfg.Cluster), metav1.GetOptions{})
+	free := apierrors.IsNotFound(err) || err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "")
+	if !free {
+		return
+	}
+	if err == nil && l.ResourceVersion == c.nudged {
+		return // nudged for this version already
+	}
+	if err == nil {
+		c.nudged = l.ResourceVersion
+	}
+	c.stop()
+	c.want(true)
 }
 
 // fence stops postgres at once and gives up leading; the elector is

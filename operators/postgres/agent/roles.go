@@ -13,6 +13,7 @@ import (
 // to be promoted the moment the Lease is taken).
 func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	a.lease.verify(ctx)
+	a.lease.nudge(ctx)
 	if !a.lease.leading() {
 		if a.pg.running() {
 			a.observe(ctx, false)
@@ -143,6 +144,12 @@ func (a *Agent) rejoin(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 		return nil
 	}
 	host := c.Name + "-rw"
+	// A rewind or clone that cannot reach the primary would fail for
+	// that alone; wait for it rather than throw the data away.
+	if err := primaryAt(ctx, host, a.cr); err != nil {
+		a.report.Role, a.report.Ready = "down", false
+		return err
+	}
 	if err := a.pg.rewind(ctx, host); err != nil {
 		a.log.Info("pg_rewind failed: cloning the primary again", "instance", a.cfg.Instance, "error", err.Error())
 		a.report.Recloned++

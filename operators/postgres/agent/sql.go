@@ -24,6 +24,32 @@ func (s *server) connect(ctx context.Context) (*pgx.Conn, error) {
 	return pgx.ConnectConfig(ctx, cfg)
 }
 
+// primaryAt checks that host (the -rw Service) leads to a primary now, as
+// the superuser over the network, the way pg_rewind and pg_basebackup
+// will reach it.
+func primaryAt(ctx context.Context, host string, cr credentials) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres sslmode=prefer connect_timeout=3", host))
+	if err != nil {
+		return err
+	}
+	cfg.Password = cr.superuser
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("waiting for the primary at %s: %w", host, err)
+	}
+	defer c.Close(context.Background())
+	var recovery bool
+	if err := c.QueryRow(ctx, "SELECT pg_is_in_recovery()").Scan(&recovery); err != nil {
+		return fmt.Errorf("waiting for the primary at %s: %w", host, err)
+	}
+	if recovery {
+		return fmt.Errorf("waiting for the primary at %s: it leads to a replica still", host)
+	}
+	return nil
+}
+
 // observation is what postgres says of itself.
 type observation struct {
 	InRecovery     bool
