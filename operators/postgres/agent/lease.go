@@ -32,7 +32,7 @@ type candidate struct {
 	renewed time.Time
 	// nudged is the free Lease's version a restart was made for.
 	nudged string
-	leases  coordinationv1client.CoordinationV1Interface
+	leases coordinationv1client.CoordinationV1Interface
 }
 
 func newCandidate(a *Agent) (*candidate, error) {
