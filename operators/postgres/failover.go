@@ -78,6 +78,7 @@ func Decide(o Observation) Decision {
 		st.CurrentPrimary, st.Initialized, st.PrimaryUnhealthySince = target, true, nil
 		st.Phase = PhaseHealthy
 		st.Instances = instanceStatuses(names, o.Reports, target)
+		restartSwitchover(o, &st, &d)
 	case st.CurrentPrimary != target:
 		// A promotion under way (or the very first primary): wait for it.
 		switch {
@@ -94,9 +95,54 @@ func Decide(o Observation) Decision {
 	default:
 		failover(o, &st, &d, why)
 	}
+	if d.Event == nil {
+		d.Event = recloned(c.Status.Instances, st.Instances)
+	}
 	summarise(c, &st, o.Now)
 	d.Status = st
 	return d
+}
+
+// restartSwitchover applies parameters that need a restart of the
+// primary: once every replica has restarted for them (their agents do
+// that on their own) and is ready, the primary hands over to one of them,
+// and restarts as a replica.
+func restartSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision) {
+	primary := o.Reports[st.CurrentPrimary]
+	if primary == nil || len(primary.PendingRestart) == 0 || len(st.Instances) < 2 {
+		return
+	}
+	fresh := map[string]*agent.Report{}
+	for _, in := range st.Instances {
+		r := o.Reports[in.Name]
+		if in.Name == st.CurrentPrimary {
+			continue
+		}
+		if r == nil || !r.Ready || len(r.PendingRestart) > 0 {
+			return // wait: replicas first
+		}
+		fresh[in.Name] = r
+	}
+	next, _ := Candidate(o.Cluster, st.CurrentPrimary, fresh)
+	if next == "" {
+		return
+	}
+	old := st.CurrentPrimary
+	st.TargetPrimary, st.Phase = next, PhaseSwitchingOver
+	st.LastFailover = fmt.Sprintf("%s: switchover from %s to %s to apply %s, which need a restart", o.Now.UTC().Format(time.RFC3339), old, next, strings.Join(primary.PendingRestart, ", "))
+	d.Event = &Event{corev1.EventTypeNormal, "RestartSwitchover", st.LastFailover[strings.Index(st.LastFailover, ": ")+2:]}
+}
+
+// recloned is a Warning for an instance whose data was cloned again.
+func recloned(before, now []v1alpha1.InstanceStatus) *Event {
+	for _, in := range now {
+		for _, b := range before {
+			if b.Name == in.Name && in.Recloned > b.Recloned {
+				return &Event{corev1.EventTypeWarning, "Recloned", fmt.Sprintf("%s could not be rewound onto the primary's timeline; its data was cloned again from the primary", in.Name)}
+			}
+		}
+	}
+	return nil
 }
 
 // failover judges an unhealthy current primary.
@@ -251,7 +297,7 @@ func instanceStatuses(names []string, reports map[string]*agent.Report, primary 
 		s := v1alpha1.InstanceStatus{Name: n, Role: "unknown", Message: "the agent does not answer"}
 		if r := reports[n]; r != nil {
 			s = v1alpha1.InstanceStatus{Name: n, Role: r.Role, Ready: r.Ready, Timeline: r.Timeline,
-				ReceivedLSN: r.ReceivedLSN, ReplayedLSN: r.ReplayedLSN, PendingRestart: r.PendingRestart, Message: r.Message}
+				ReceivedLSN: r.ReceivedLSN, ReplayedLSN: r.ReplayedLSN, PendingRestart: r.PendingRestart, Message: r.Message, Recloned: r.Recloned}
 			if replay := ParseLSN(r.ReplayedLSN); r.Role == "replica" && head > replay && replay > 0 {
 				s.LagBytes = int64(head - replay)
 			}

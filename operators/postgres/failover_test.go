@@ -36,6 +36,11 @@ func replica(received, replayed string) *agent.Report {
 	return &agent.Report{Role: "replica", Ready: true, Timeline: 1, ReceivedLSN: received, ReplayedLSN: replayed, Streaming: true}
 }
 
+func pending(r *agent.Report) *agent.Report {
+	r.PendingRestart = []string{"max_connections"}
+	return r
+}
+
 func TestCandidate(t *testing.T) {
 	sync := func(n int32, durability string) func(*v1alpha1.PostgresCluster) {
 		return func(c *v1alpha1.PostgresCluster) {
@@ -120,6 +125,10 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
 		{"an old primary seen stopped only during the promotion: break its Lease then", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
+		{"a primary with a pending restart hands over once every replica restarted", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": pending(primary("0/3000000")), "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseSwitchingOver, false},
+		{"replicas restart first", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": pending(primary("0/3000000")), "pg-2": pending(replica("0/3000000", "0/3000000"))}, nil, "pg-1", PhaseHealthy, false},
 		{"the promoted replica becomes current", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-2": primary("0/3000000")}, nil, "pg-2", PhaseWaiting, false},
 	} {
@@ -155,6 +164,17 @@ func TestDecideStatus(t *testing.T) {
 		if !found {
 			t.Errorf("no %s condition", typ)
 		}
+	}
+}
+
+func TestReclonedIsAWarning(t *testing.T) {
+	c := pgCluster(2, primaryIs("pg-1"))
+	c.Status.Instances = []v1alpha1.InstanceStatus{{Name: "pg-1"}, {Name: "pg-2", Recloned: 0}}
+	r := replica("0/3000000", "0/3000000")
+	r.Recloned = 1
+	d := Decide(Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{"pg-1": primary("0/3000000"), "pg-2": r}})
+	if d.Event == nil || d.Event.Reason != "Recloned" || d.Event.Type != corev1.EventTypeWarning {
+		t.Errorf("event %+v", d.Event)
 	}
 }
 

@@ -202,6 +202,10 @@ type InstanceStatus struct {
 	LagBytes int64 `json:"lagBytes,omitempty"`
 	// PendingRestart lists parameters that take effect at a restart.
 	PendingRestart []string `json:"pendingRestart,omitempty"`
+	// Recloned counts the times the instance's data was thrown away and
+	// cloned again because it could not be rewound onto the primary's
+	// timeline (since its agent started).
+	Recloned int32 `json:"recloned,omitempty"`
 	// Message says what is wrong, when something is.
 	Message string `json:"message,omitempty"`
 }

@@ -85,7 +85,7 @@ type Report struct {
 	PendingRestart []string `json:"pendingRestart,omitempty"`
 	// Recloned counts the times the data was thrown away and cloned
 	// again because a rewind failed.
-	Recloned int    `json:"recloned,omitempty"`
+	Recloned int32  `json:"recloned,omitempty"`
 	Message  string `json:"message,omitempty"`
 	// Time is when the report was made.
 	Time time.Time `json:"time"`

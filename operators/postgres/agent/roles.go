@@ -70,6 +70,14 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 	if err := a.bootstrap(ctx, c); err != nil {
 		return err
 	}
+	if len(a.report.PendingRestart) > 0 && c.Spec.Instances == 1 {
+		// Alone, the primary can only restart (a short outage); with
+		// replicas the operator switches over to one that restarted.
+		a.log.Info("restarting for parameters that need it", "instance", a.cfg.Instance, "parameters", a.report.PendingRestart)
+		a.pg.stop(stopFast, 30*time.Second)
+		a.report.Ready = false
+		return a.pg.start()
+	}
 	a.report.Ready, a.report.Message = true, ""
 	return nil
 }
