@@ -144,17 +144,32 @@ func Services(c *v1alpha1.PostgresCluster) []*corev1.Service {
 	return []*corev1.Service{svc(ServiceRW(c), with(RolePrimary)), svc(ServiceRO(c), with(RoleReplica)), svc(ServiceR(c), selector(c))}
 }
 
-// PodDisruptionBudget lets a drain take one instance at a time; a single
-// instance gets none, so it never blocks the drain of its node.
-func PodDisruptionBudget(c *v1alpha1.PostgresCluster) *policyv1.PodDisruptionBudget {
+// PodDisruptionBudgets: the primary's (minAvailable 1) refuses the
+// eviction of the primary, so a drain waits while the operator switches
+// over (it sees the node cordoned) and the pod, a replica then, leaves
+// under the replicas' budget (one replica at a time). A single instance gets
+// none, so it never blocks the drain of its node. Unhealthy pods may
+// always go.
+func PodDisruptionBudgets(c *v1alpha1.PostgresCluster) []*policyv1.PodDisruptionBudget {
 	if c.Spec.Instances < 2 {
 		return nil
 	}
-	return &policyv1.PodDisruptionBudget{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
-		ObjectMeta: metav1.ObjectMeta{Name: c.Name, Labels: selector(c)},
-		Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intstr.FromInt32(1)),
-			Selector: &metav1.LabelSelector{MatchLabels: selector(c)}},
+	pdb := func(name, role string, spec policyv1.PodDisruptionBudgetSpec) *policyv1.PodDisruptionBudget {
+		spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{LabelCluster: c.Name, LabelRole: role}}
+		spec.UnhealthyPodEvictionPolicy = ptr.To(policyv1.AlwaysAllow)
+		return &policyv1.PodDisruptionBudget{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: selector(c)},
+			Spec:       spec,
+		}
+	}
+	return []*policyv1.PodDisruptionBudget{
+		pdb(c.Name+"-primary", RolePrimary, policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1))}),
+		// An integer minAvailable, not maxUnavailable: the disruption
+		// controller counts expected pods through the owner's scale
+		// subresource for maxUnavailable, and refuses every eviction
+		// when the owner (a PostgresCluster) has none.
+		pdb(c.Name, RoleReplica, policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(c.Spec.Instances - 2))}),
 	}
 }
 

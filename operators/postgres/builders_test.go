@@ -56,13 +56,20 @@ func TestServicesFollowRoles(t *testing.T) {
 	}
 }
 
-func TestPodDisruptionBudget(t *testing.T) {
-	if pdb := PodDisruptionBudget(pgCluster(1)); pdb != nil {
-		t.Errorf("a single instance gets a PDB, which would block the drain of its node: %+v", pdb.Spec)
+func TestPodDisruptionBudgets(t *testing.T) {
+	if pdbs := PodDisruptionBudgets(pgCluster(1)); pdbs != nil {
+		t.Errorf("a single instance gets a PDB, which would block the drain of its node: %+v", pdbs)
 	}
-	pdb := PodDisruptionBudget(pgCluster(3))
-	if pdb == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
-		t.Errorf("three instances: %+v", pdb)
+	pdbs := PodDisruptionBudgets(pgCluster(3))
+	if len(pdbs) != 2 {
+		t.Fatalf("three instances: %d PDBs", len(pdbs))
+	}
+	primary, replicas := pdbs[0], pdbs[1]
+	if primary.Spec.MinAvailable.IntValue() != 1 || primary.Spec.Selector.MatchLabels[LabelRole] != RolePrimary {
+		t.Errorf("the primary's PDB %+v lets a drain evict it before a switchover", primary.Spec)
+	}
+	if replicas.Spec.MinAvailable.IntValue() != 1 || replicas.Spec.Selector.MatchLabels[LabelRole] != RoleReplica {
+		t.Errorf("the replicas' PDB %+v", replicas.Spec)
 	}
 }
 

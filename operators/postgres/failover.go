@@ -40,7 +40,10 @@ type Observation struct {
 	Reports map[string]*agent.Report
 	// Pods by instance.
 	Pods map[string]*corev1.Pod
-	Now  time.Time
+	// Cordoned: the current primary's node is unschedulable (a drain
+	// begins).
+	Cordoned bool
+	Now      time.Time
 }
 
 // Decision is what to do after a look.
@@ -79,6 +82,7 @@ func Decide(o Observation) Decision {
 		st.Phase = PhaseHealthy
 		st.Instances = instanceStatuses(names, o.Reports, target)
 		restartSwitchover(o, &st, &d)
+		drainSwitchover(o, &st, &d)
 	case st.CurrentPrimary != target:
 		// A promotion under way (or the very first primary): wait for it.
 		switch {
@@ -131,6 +135,34 @@ func restartSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Dec
 	st.TargetPrimary, st.Phase = next, PhaseSwitchingOver
 	st.LastFailover = fmt.Sprintf("%s: switchover from %s to %s to apply %s, which need a restart", o.Now.UTC().Format(time.RFC3339), old, next, strings.Join(primary.PendingRestart, ", "))
 	d.Event = &Event{corev1.EventTypeNormal, "RestartSwitchover", st.LastFailover[strings.Index(st.LastFailover, ": ")+2:]}
+}
+
+// drainSwitchover moves the primary off a cordoned node (a drain
+// begins; the primary's PDB holds its eviction back meanwhile) to the
+// best ready replica on another node.
+func drainSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision) {
+	if !o.Cordoned || st.Phase != PhaseHealthy && st.Phase != PhaseWaiting {
+		return
+	}
+	node := ""
+	if p := o.Pods[st.CurrentPrimary]; p != nil {
+		node = p.Spec.NodeName
+	}
+	elsewhere := map[string]*agent.Report{}
+	for _, in := range st.Instances {
+		p := o.Pods[in.Name]
+		if r := o.Reports[in.Name]; r != nil && r.Ready && p != nil && p.Spec.NodeName != node {
+			elsewhere[in.Name] = r
+		}
+	}
+	next, _ := Candidate(o.Cluster, st.CurrentPrimary, elsewhere)
+	if next == "" {
+		return
+	}
+	old := st.CurrentPrimary
+	st.TargetPrimary, st.Phase = next, PhaseSwitchingOver
+	st.LastFailover = fmt.Sprintf("%s: switchover from %s to %s: node %s is cordoned", o.Now.UTC().Format(time.RFC3339), old, next, node)
+	d.Event = &Event{corev1.EventTypeNormal, "DrainSwitchover", fmt.Sprintf("switching over from %s to %s: node %s is cordoned", old, next, node)}
 }
 
 // recloned is a Warning for an instance whose data was cloned again.

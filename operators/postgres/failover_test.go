@@ -167,6 +167,28 @@ func TestDecideStatus(t *testing.T) {
 	}
 }
 
+func TestDrainSwitchover(t *testing.T) {
+	on := func(node string) *corev1.Pod { return &corev1.Pod{Spec: corev1.PodSpec{NodeName: node}} }
+	for _, tc := range []struct {
+		name     string
+		cordoned bool
+		pods     map[string]*corev1.Pod
+		want     string
+	}{
+		{"not cordoned", false, map[string]*corev1.Pod{"pg-1": on("a"), "pg-2": on("b"), "pg-3": on("c")}, "pg-1"},
+		{"cordoned: to a replica elsewhere", true, map[string]*corev1.Pod{"pg-1": on("a"), "pg-2": on("a"), "pg-3": on("c")}, "pg-3"},
+		{"cordoned, every replica on the same node: stay", true, map[string]*corev1.Pod{"pg-1": on("a"), "pg-2": on("a"), "pg-3": on("a")}, "pg-1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(Observation{Cluster: pgCluster(3, primaryIs("pg-1")), Now: now, Pods: tc.pods, Cordoned: tc.cordoned,
+				Reports: map[string]*agent.Report{"pg-1": primary("0/3000000"), "pg-2": replica("0/3000000", "0/3000000"), "pg-3": replica("0/3000000", "0/3000000")}})
+			if d.Status.TargetPrimary != tc.want {
+				t.Errorf("target %s, want %s", d.Status.TargetPrimary, tc.want)
+			}
+		})
+	}
+}
+
 func TestReclonedIsAWarning(t *testing.T) {
 	c := pgCluster(2, primaryIs("pg-1"))
 	c.Status.Instances = []v1alpha1.InstanceStatus{{Name: "pg-1"}, {Name: "pg-2", Recloned: 0}}

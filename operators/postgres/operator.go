@@ -84,7 +84,7 @@ func (r *reconciler) children(_ context.Context, c *v1alpha1.PostgresCluster) ([
 	for _, s := range Services(c) {
 		out = append(out, s)
 	}
-	if pdb := PodDisruptionBudget(c); pdb != nil {
+	for _, pdb := range PodDisruptionBudgets(c) {
 		out = append(out, pdb)
 	}
 	r.mu.Lock()
@@ -205,6 +205,7 @@ const lsnRefresh = 10 * time.Second
 
 func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log logr.Logger, refresh bool) (bool, *Event, error) {
 	o := Observation{Cluster: c, Reports: r.reports(ctx, c), Pods: r.pods(ctx, c), Now: r.opts.Now()}
+	o.Cordoned = r.cordoned(ctx, o.Pods[c.Status.CurrentPrimary])
 	d := Decide(o)
 	next := c.DeepCopy()
 	next.Status = d.Status
@@ -314,6 +315,19 @@ func (r *reconciler) pods(ctx context.Context, c *v1alpha1.PostgresCluster) map[
 		}
 	}
 	return out
+}
+
+// cordoned reports whether the node of pod (the primary's) is
+// unschedulable, as `kubectl drain` makes it first.
+func (r *reconciler) cordoned(ctx context.Context, pod *corev1.Pod) bool {
+	if pod == nil || pod.Spec.NodeName == "" {
+		return false
+	}
+	n := &corev1.Node{}
+	if err := r.api.Get(ctx, types.NamespacedName{Name: pod.Spec.NodeName}, n); err != nil {
+		return false
+	}
+	return n.Spec.Unschedulable
 }
 
 // sameButPositions compares two statuses leaving out what moves with

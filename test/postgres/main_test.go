@@ -111,12 +111,9 @@ func waitHealthy(t *testing.T, ns, name string, timeout time.Duration) *postgres
 // address) as the application owner, and returns its unaligned output.
 func psql(t *testing.T, ns, cluster, host, sql string) (string, error) {
 	t.Helper()
-	secret := &corev1.Secret{}
-	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: cluster + "-app"}, secret); err != nil {
-		return "", err
-	}
+	password := appPassword(t, ns, cluster)
 	script := `exec "$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)" -X -q -A -t -v ON_ERROR_STOP=1 "$1" -c "$2"`
-	conn := fmt.Sprintf("host=%s user=app dbname=app connect_timeout=3 password=%s", host, secret.Data["password"])
+	conn := fmt.Sprintf("host=%s user=app dbname=app connect_timeout=3 password=%s", host, password)
 	out, err := testkit.Kubectl(t, "", "-n", ns, "exec", "client", "--", "sh", "-c", script, "psql", conn, sql)
 	return strings.TrimSpace(out), err
 }

@@ -68,6 +68,8 @@ type Agent struct {
 	wake      chan struct{}
 	// notStreamingSince is when a replica's WAL receiver was first seen down.
 	notStreamingSince time.Time
+	// failedStarts counts standby starts since postgres last answered.
+	failedStarts int
 }
 
 // Report is what /status answers.
@@ -209,7 +211,6 @@ func (a *Agent) step(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 		a.lease.want(true)
 		return a.asPrimary(ctx, c)
 	}
-	a.lease.want(false)
 	return a.asReplica(ctx, c)
 }
 

@@ -99,11 +99,16 @@ func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 			return nil
 		}
 		if !a.report.isReplica() {
+			// In this order: a fast stop sends the standbys every record
+			// up to the shutdown checkpoint, and waits for them to flush
+			// it, before the Lease lets one of them promote.
 			a.log.Info("no longer the target primary: stopping to rejoin as a replica", "instance", a.cfg.Instance, "target", c.Status.TargetPrimary)
-			a.pg.stop(stopFast, 10*time.Second)
+			a.pg.stop(stopFast, 30*time.Second)
 			a.lease.stop()
 			return a.rejoin(ctx, c)
 		}
+		a.lease.stop()
+		a.failedStarts = 0
 		if a.diverged(c) {
 			a.log.Info("replica cannot follow the primary's timeline: rewinding", "instance", a.cfg.Instance)
 			a.pg.stop(stopFast, 10*time.Second)
@@ -117,9 +122,18 @@ func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 		a.report.Ready, a.report.Message = true, ""
 		return nil
 	}
+	a.lease.stop()
 	if !a.pg.standby() {
 		return a.rejoin(ctx, c)
 	}
+	if a.failedStarts >= 3 {
+		// A standby that cannot start, say on a timeline the primary's
+		// history does not continue: rewind it (or clone again).
+		a.log.Info("the standby does not start: rewinding", "instance", a.cfg.Instance)
+		a.failedStarts = 0
+		return a.rejoin(ctx, c)
+	}
+	a.failedStarts++
 	return a.pg.start()
 }
 

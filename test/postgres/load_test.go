@@ -1,0 +1,107 @@
+package postgres
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	pgop "github.com/setpoint-dev/setpoint/operators/postgres"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+// writer inserts ids 1..n through pg-rw from the client pod, one
+// transaction each, and returns the ids whose commit was acknowledged.
+func writer(t *testing.T, ns, cluster string, n int) <-chan []int {
+	t.Helper()
+	secret := appPassword(t, ns, cluster)
+	script := fmt.Sprintf(`psql="$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)"
+i=0; while [ $i -lt %d ]; do i=$((i+1))
+  if "$psql" -X -q "host=%s-rw user=app dbname=app connect_timeout=2 password=%s" -c "INSERT INTO acked VALUES ($i)" >/dev/null 2>&1; then echo $i; fi
+done`, n, cluster, secret)
+	done := make(chan []int, 1)
+	go func() {
+		out, err := testkit.Kubectl(t, "", "-n", ns, "exec", "client", "--", "sh", "-c", script)
+		if err != nil {
+			t.Errorf("writer: %v", err)
+		}
+		done <- ids(out)
+	}()
+	return done
+}
+
+func ids(out string) []int {
+	var got []int
+	for _, f := range strings.Fields(out) {
+		if n, err := strconv.Atoi(f); err == nil {
+			got = append(got, n)
+		}
+	}
+	sort.Ints(got)
+	return got
+}
+
+// A switchover under continuous writes loses no acknowledged commit.
+func TestSwitchoverUnderLoadLosesNoCommit(t *testing.T) {
+	ns := setup(t)
+	testkit.Create(t, cluster(ns, "pg", 2))
+	waitHealthy(t, ns, "pg", 4*time.Minute)
+	mustPsql(t, ns, "pg", "pg-rw", "CREATE TABLE acked (id int primary key)")
+	acked := writer(t, ns, "pg", 300)
+	// Let some writes land, then switch over in the middle of them.
+	testkit.Eventually(t, time.Minute, func() error {
+		n, err := psql(t, ns, "pg", "pg-rw", "SELECT count(*) FROM acked")
+		if err != nil || n == "0" {
+			return fmt.Errorf("no write yet: %s %v", n, err)
+		}
+		return nil
+	})
+	c := get(t, ns, "pg")
+	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"pg-2"}}}`, pgop.AnnotationSwitchover)
+	if err := testkit.Env(t).Client.Patch(t.Context(), c, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
+		t.Fatal(err)
+	}
+	var sent []int
+	select {
+	case sent = <-acked:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the writer did not finish")
+	}
+	c = waitHealthy(t, ns, "pg", time.Minute)
+	if c.Status.CurrentPrimary != "pg-2" {
+		t.Fatalf("primary %s, want pg-2", c.Status.CurrentPrimary)
+	}
+	stored := ids(mustPsql(t, ns, "pg", "pg-rw", "SELECT id FROM acked ORDER BY id"))
+	have := map[int]bool{}
+	for _, id := range stored {
+		have[id] = true
+	}
+	var lost []int
+	for _, id := range sent {
+		if !have[id] {
+			lost = append(lost, id)
+		}
+	}
+	t.Logf("%d of 300 inserts acknowledged (the rest refused while the primary moved), %d stored", len(sent), len(stored))
+	if len(lost) > 0 {
+		t.Errorf("acknowledged but lost in the switchover: %v", lost)
+	}
+	if len(sent) == 300 {
+		t.Logf("no insert was refused: the switchover may have come after the writer")
+	}
+}
+
+func appPassword(t *testing.T, ns, cluster string) string {
+	t.Helper()
+	secret := &corev1.Secret{}
+	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: cluster + "-app"}, secret); err != nil {
+		t.Fatal(err)
+	}
+	return string(secret.Data["password"])
+}
