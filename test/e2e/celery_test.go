@@ -396,8 +396,10 @@ func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
 	rate := float64(n) / time.Since(began).Seconds()
 	w.Stop()
 	<-done
-	if rate < 50 {
-		t.Errorf("only %.0f forced passes a second", rate)
+	// The test needs contention to mean anything; a count, not a rate,
+	// so a busy machine (other packages' tests beside it) does not fail it.
+	if n < 1000 {
+		t.Errorf("only %d forced passes (%.0f/s): too few to race the autoscaler's writes", n, rate)
 	}
 	for i := 1; i < len(log); i++ {
 		prev, cur := log[i-1], log[i]

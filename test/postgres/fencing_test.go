@@ -87,7 +87,7 @@ func TestClusterServesWithoutTheOperator(t *testing.T) {
 	}
 }
 
-func pod(t *testing.T, ns, name string) *corev1.Pod {
+func pod(t testing.TB, ns, name string) *corev1.Pod {
 	t.Helper()
 	p := &corev1.Pod{}
 	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, p); err != nil {
@@ -97,7 +97,7 @@ func pod(t *testing.T, ns, name string) *corev1.Pod {
 }
 
 // steal makes "intruder" the Lease's holder, renewed now.
-func steal(t *testing.T, ns, name string) time.Time {
+func steal(t testing.TB, ns, name string) time.Time {
 	t.Helper()
 	var at time.Time
 	testkit.Eventually(t, 30*time.Second, func() error {

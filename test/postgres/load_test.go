@@ -18,7 +18,7 @@ import (
 
 // writer inserts ids 1..n through pg-rw from the client pod, one
 // transaction each, and returns the ids whose commit was acknowledged.
-func writer(t *testing.T, ns, cluster string, n int) <-chan []int {
+func writer(t testing.TB, ns, cluster string, n int) <-chan []int {
 	t.Helper()
 	secret := appPassword(t, ns, cluster)
 	script := fmt.Sprintf(`psql="$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)"
@@ -97,7 +97,7 @@ func TestSwitchoverUnderLoadLosesNoCommit(t *testing.T) {
 	}
 }
 
-func appPassword(t *testing.T, ns, cluster string) string {
+func appPassword(t testing.TB, ns, cluster string) string {
 	t.Helper()
 	secret := &corev1.Secret{}
 	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: cluster + "-app"}, secret); err != nil {

@@ -35,13 +35,13 @@ func TestMain(m *testing.M) {
 
 // setup makes a namespace whose pods run on the process nodes, installs
 // the CRD and runs the operator for it.
-func setup(t *testing.T) string {
+func setup(t testing.TB) string {
 	ns, _ := setupWithStop(t)
 	return ns
 }
 
 // setupWithStop is setup that also returns how to stop the operator.
-func setupWithStop(t *testing.T) (string, func() error) {
+func setupWithStop(t testing.TB) (string, func() error) {
 	t.Helper()
 	env := testkit.Env(t)
 	if err := crd.Install(t.Context(), env.Config, time.Minute,
@@ -83,7 +83,7 @@ func cluster(ns, name string, instances int32) *postgresv1alpha1.PostgresCluster
 		Spec: postgresv1alpha1.PostgresClusterSpec{Instances: instances}}
 }
 
-func get(t *testing.T, ns, name string) *postgresv1alpha1.PostgresCluster {
+func get(t testing.TB, ns, name string) *postgresv1alpha1.PostgresCluster {
 	t.Helper()
 	c := &postgresv1alpha1.PostgresCluster{}
 	if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, c); err != nil {
@@ -93,7 +93,7 @@ func get(t *testing.T, ns, name string) *postgresv1alpha1.PostgresCluster {
 }
 
 // waitHealthy waits for every instance to be ready under one primary.
-func waitHealthy(t *testing.T, ns, name string, timeout time.Duration) *postgresv1alpha1.PostgresCluster {
+func waitHealthy(t testing.TB, ns, name string, timeout time.Duration) *postgresv1alpha1.PostgresCluster {
 	t.Helper()
 	var c *postgresv1alpha1.PostgresCluster
 	testkit.Eventually(t, timeout, func() error {
@@ -109,7 +109,7 @@ func waitHealthy(t *testing.T, ns, name string, timeout time.Duration) *postgres
 
 // psql runs SQL in the client pod against host (a Service or a pod's
 // address) as the application owner, and returns its unaligned output.
-func psql(t *testing.T, ns, cluster, host, sql string) (string, error) {
+func psql(t testing.TB, ns, cluster, host, sql string) (string, error) {
 	t.Helper()
 	password := appPassword(t, ns, cluster)
 	script := `exec "$(ls /usr/lib/postgresql/*/bin/psql | tail -n 1)" -X -q -A -t -v ON_ERROR_STOP=1 "$1" -c "$2"`
@@ -118,7 +118,7 @@ func psql(t *testing.T, ns, cluster, host, sql string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
-func mustPsql(t *testing.T, ns, cluster, host, sql string) string {
+func mustPsql(t testing.TB, ns, cluster, host, sql string) string {
 	t.Helper()
 	var out string
 	testkit.Eventually(t, time.Minute, func() error {
@@ -132,7 +132,7 @@ func mustPsql(t *testing.T, ns, cluster, host, sql string) string {
 	return out
 }
 
-func dump(t *testing.T, ns string) {
+func dump(t testing.TB, ns string) {
 	for _, args := range [][]string{
 		{"get", "pods,pvc,services,leases,postgresclusters", "-o", "wide"},
 		{"get", "events", "--sort-by=.lastTimestamp"},
