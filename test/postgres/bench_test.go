@@ -167,10 +167,10 @@ func footprint(b *testing.B, ns string) {
 
 func report(b *testing.B, trials []trial) {
 	pick := map[string]func(trial) time.Duration{
-		"decide": func(t trial) time.Duration { return t.decide },
+		"decide":  func(t trial) time.Duration { return t.decide },
 		"promote": func(t trial) time.Duration { return t.promote },
-		"write": func(t trial) time.Duration { return t.write },
-		"rejoin": func(t trial) time.Duration { return t.rejoin },
+		"write":   func(t trial) time.Duration { return t.write },
+		"rejoin":  func(t trial) time.Duration { return t.rejoin },
 	}
 	for _, name := range []string{"decide", "promote", "write", "rejoin"} {
 		var d []time.Duration
