@@ -53,11 +53,6 @@ func Claim(c *v1alpha1.PostgresCluster, instance string) *corev1.PersistentVolum
 // Setpoint's image into an emptyDir, and the agent runs as PID 1 of the
 // postgres container, with postgres as its child.
 func Pod(c *v1alpha1.PostgresCluster, instance, agentImage string) *corev1.Pod {
-	db, owner := database(c)
-	secretEnv := func(name, secret, key string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
-	}
 	probe := func(path string, failures int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromInt32(AgentPort)}},
 			PeriodSeconds: 2, TimeoutSeconds: 2, FailureThreshold: failures}
@@ -79,17 +74,7 @@ func Pod(c *v1alpha1.PostgresCluster, instance, agentImage string) *corev1.Pod {
 				Name:    "postgres",
 				Image:   c.Spec.ImageName,
 				Command: []string{controllerDir + "/setpoint", "postgres-agent", "run"},
-				Env: []corev1.EnvVar{
-					{Name: "CLUSTER_NAME", Value: c.Name},
-					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-					{Name: "NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-					{Name: "PGDATA", Value: DataDir},
-					{Name: "APP_DATABASE", Value: db},
-					{Name: "APP_OWNER", Value: owner},
-					secretEnv("SUPERUSER_PASSWORD", SuperuserSecret(c), "password"),
-					secretEnv("REPLICATION_PASSWORD", ReplicationSecret(c), "password"),
-					secretEnv("APP_PASSWORD", AppSecret(c), "password"),
-				},
+				Env:     agentEnv(c),
 				Ports: []corev1.ContainerPort{
 					{Name: "postgresql", ContainerPort: PostgresPort},
 					{Name: "agent", ContainerPort: AgentPort},
@@ -113,6 +98,30 @@ func Pod(c *v1alpha1.PostgresCluster, instance, agentImage string) *corev1.Pod {
 			NodeSelector:                  c.Spec.NodeSelector,
 			Tolerations:                   c.Spec.Tolerations,
 		},
+	}
+}
+
+// agentEnv is what the agent reads: who it is, where the data goes, and
+// the passwords, from the Secrets (never as literal values).
+func agentEnv(c *v1alpha1.PostgresCluster) []corev1.EnvVar {
+	db, owner := database(c)
+	secretEnv := func(name, secret string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: "password"}}}
+	}
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	return []corev1.EnvVar{
+		{Name: "CLUSTER_NAME", Value: c.Name},
+		field("POD_NAME", "metadata.name"),
+		field("NAMESPACE", "metadata.namespace"),
+		{Name: "PGDATA", Value: DataDir},
+		{Name: "APP_DATABASE", Value: db},
+		{Name: "APP_OWNER", Value: owner},
+		secretEnv("SUPERUSER_PASSWORD", SuperuserSecret(c)),
+		secretEnv("REPLICATION_PASSWORD", ReplicationSecret(c)),
+		secretEnv("APP_PASSWORD", AppSecret(c)),
 	}
 }
 

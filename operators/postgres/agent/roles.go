@@ -15,21 +15,7 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 	a.lease.verify(ctx)
 	a.lease.nudge(ctx)
 	if !a.lease.leading() {
-		if a.pg.running() {
-			a.observe(ctx, false)
-			if !a.report.isReplica() {
-				// A primary without the Lease (lost between two steps):
-				// the fence did or will stop it; never serve.
-				a.pg.stop(stopImmediate, 5*time.Second)
-			}
-			return nil
-		}
-		if a.pg.standby() {
-			return a.pg.start()
-		}
-		a.report.Role, a.report.Ready = "down", false
-		a.report.Message = "waiting for the primary Lease"
-		return nil
+		return a.awaitLease(ctx)
 	}
 	if !a.pg.running() {
 		if err := a.pg.setStandby(false); err != nil {
@@ -40,7 +26,7 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 			return err
 		}
 	}
-	if !a.observe(ctx, false) {
+	if !a.observe(ctx) {
 		return nil // still starting
 	}
 	if a.report.isReplica() {
@@ -51,7 +37,7 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 		if err := a.pg.setStandby(false); err != nil {
 			return err
 		}
-		if !a.observe(ctx, false) {
+		if !a.observe(ctx) {
 			return nil
 		}
 	}
@@ -82,6 +68,27 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 	return nil
 }
 
+// awaitLease: the target primary without the Lease yet keeps streaming
+// as a standby, so it can promote the moment it has it, and never serves
+// as a primary.
+func (a *Agent) awaitLease(ctx context.Context) error {
+	if a.pg.running() {
+		a.observe(ctx)
+		if !a.report.isReplica() {
+			// A primary without the Lease (lost between two steps): the
+			// fence did or will stop it.
+			a.pg.stop(stopImmediate, 5*time.Second)
+		}
+		return nil
+	}
+	if a.pg.standby() {
+		return a.pg.start()
+	}
+	a.report.Role, a.report.Ready = "down", false
+	a.report.Message = "waiting for the primary Lease"
+	return nil
+}
+
 // bootstrap sets the roles and passwords once per start as primary.
 func (a *Agent) bootstrap(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	if a.report.Ready && a.report.Role == "primary" {
@@ -95,7 +102,7 @@ func (a *Agent) bootstrap(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 // clone when that fails.
 func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	if a.pg.running() {
-		if !a.observe(ctx, true) {
+		if !a.observe(ctx) {
 			return nil
 		}
 		if !a.report.isReplica() {
@@ -190,7 +197,7 @@ func (a *Agent) rejoin(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 
 // observe refreshes the report from postgres; false when postgres does
 // not answer yet.
-func (a *Agent) observe(ctx context.Context, _ bool) bool {
+func (a *Agent) observe(ctx context.Context) bool {
 	o, err := a.pg.observe(ctx)
 	r := &a.report
 	r.Time = time.Now()
