@@ -107,3 +107,50 @@ func instance(c *postgresv1alpha1.PostgresCluster, name string) postgresv1alpha1
 	}
 	return postgresv1alpha1.InstanceStatus{}
 }
+
+// The most advanced replica is promoted: with pg-2's WAL receiver
+// stopped (SIGSTOP) while rows are written, killing the primary promotes
+// pg-3, which has them (and comes after pg-2 by name, so a choice by name
+// would fail), on the next timeline; pg-2, resumed, follows it.
+func TestTheMostAdvancedReplicaIsPromoted(t *testing.T) {
+	ns := setup(t)
+	testkit.Create(t, cluster(ns, "pg", 3))
+	waitHealthy(t, ns, "pg", 4*time.Minute)
+	mustPsql(t, ns, "pg", "pg-rw", "CREATE TABLE t (id int primary key)")
+	testkit.MustKubectl(t, "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-STOP", "-f", "walreceiver")
+	t.Cleanup(func() { _, _ = testkit.Kubectl(t, "", "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-CONT", "-f", "walreceiver") })
+	mustPsql(t, ns, "pg", "pg-rw", "INSERT INTO t SELECT generate_series(1, 1000)")
+	// pg-3 has the rows, pg-2 not (the operator sees it in their LSNs)
+	// before the kill.
+	testkit.Eventually(t, time.Minute, func() error {
+		c := get(t, ns, "pg")
+		p, stopped, advanced := instance(c, "pg-1"), instance(c, "pg-2"), instance(c, "pg-3")
+		if pgop.ParseLSN(advanced.ReceivedLSN) < pgop.ParseLSN(p.ReceivedLSN) || pgop.ParseLSN(stopped.ReceivedLSN) >= pgop.ParseLSN(advanced.ReceivedLSN) {
+			return fmt.Errorf("primary at %s, pg-2 at %s, pg-3 at %s", p.ReceivedLSN, stopped.ReceivedLSN, advanced.ReceivedLSN)
+		}
+		return nil
+	})
+	testkit.MustKubectl(t, "-n", ns, "exec", "pg-1", "-c", "postgres", "--", "sh", "-c", "kill -KILL -1")
+	testkit.Eventually(t, time.Minute, func() error {
+		c := get(t, ns, "pg")
+		if c.Status.CurrentPrimary == "pg-1" || c.Status.CurrentPrimary == "" {
+			return fmt.Errorf("primary %q", c.Status.CurrentPrimary)
+		}
+		return nil
+	})
+	c := get(t, ns, "pg")
+	if c.Status.CurrentPrimary != "pg-3" {
+		t.Fatalf("%s was promoted; pg-3 had received the most", c.Status.CurrentPrimary)
+	}
+	if tl := instance(c, "pg-3").Timeline; tl != 2 {
+		t.Errorf("timeline %d after one failover, want 2", tl)
+	}
+	if got := mustPsql(t, ns, "pg", "pg-rw", "SELECT count(*) FROM t"); got != "1000" {
+		t.Errorf("rows on the new primary: %s, want 1000", got)
+	}
+	testkit.MustKubectl(t, "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-CONT", "-f", "walreceiver")
+	waitHealthy(t, ns, "pg", 2*time.Minute)
+	if got := mustPsql(t, ns, "pg", "pg-ro", "SELECT count(*) FROM t"); got != "1000" {
+		t.Errorf("rows on a replica: %s, want 1000", got)
+	}
+}
