@@ -118,7 +118,9 @@ func TestTheMostAdvancedReplicaIsPromoted(t *testing.T) {
 	waitHealthy(t, ns, "pg", 4*time.Minute)
 	mustPsql(t, ns, "pg", "pg-rw", "CREATE TABLE t (id int primary key)")
 	testkit.MustKubectl(t, "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-STOP", "-f", "walreceiver")
-	t.Cleanup(func() { _, _ = testkit.Kubectl(t, "", "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-CONT", "-f", "walreceiver") })
+	t.Cleanup(func() {
+		_, _ = testkit.Kubectl(t, "", "-n", ns, "exec", "pg-2", "-c", "postgres", "--", "pkill", "-CONT", "-f", "walreceiver")
+	})
 	mustPsql(t, ns, "pg", "pg-rw", "INSERT INTO t SELECT generate_series(1, 1000)")
 	// pg-3 has the rows, pg-2 not (the operator sees it in their LSNs)
 	// before the kill.
