@@ -28,8 +28,9 @@ type candidate struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	lead   atomic.Bool
-	// renewed is the Lease's renewTime as last read while leading.
-	renewed time.Time
+	// renewed is when this agent last wrote the Lease successfully (unix
+	// nanoseconds), kept by trackingLock.
+	renewed atomic.Int64
 	// nudged is the free Lease's version a restart was made for.
 	nudged string
 	leases coordinationv1client.CoordinationV1Interface
@@ -44,8 +45,7 @@ func newCandidate(a *Agent) (*candidate, error) {
 }
 
 // verify reads the Lease while leading and fences at once when another
-// holder has it, or when it was not renewed for the renew deadline (by
-// the last renewTime read, if the API server does not answer now).
+// holder has it, or when it was not renewed for the renew deadline.
 // client-go's elector alone gives up only after a retry period plus the
 // renew deadline, and keeps the Lease for that long when a renewal fails
 // because someone else holds it.
@@ -61,10 +61,15 @@ func (c *candidate) verify(ctx context.Context) {
 	case err == nil && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != a.cfg.Instance):
 		c.fence("the primary Lease has another holder")
 		return
-	case err == nil && l.Spec.RenewTime != nil:
-		c.renewed = l.Spec.RenewTime.Time
 	}
-	if !c.renewed.IsZero() && time.Since(c.renewed) > a.cfg.RenewDeadline {
+	c.expired()
+}
+
+// expired fences when the last renewal read is older than the renew
+// deadline. The watchdog calls it five times a second while leading, so
+// the fence does not wait for the next step.
+func (c *candidate) expired() {
+	if r := c.renewed.Load(); r != 0 && time.Since(time.Unix(0, r)) > c.a.cfg.RenewDeadline {
 		c.fence("the primary Lease was not renewed within the renew deadline")
 	}
 }
@@ -98,6 +103,20 @@ func (c *candidate) nudge(ctx context.Context) {
 	c.want(true)
 }
 
+// watchdog checks the renewal's age while leading; it reads no API.
+func (c *candidate) watchdog(ctx context.Context) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for c.leading() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.expired()
+		}
+	}
+}
+
 // fence stops postgres at once and gives up leading; the elector is
 // restarted by the next want(true) and waits for the Lease like any
 // candidate.
@@ -107,7 +126,7 @@ func (c *candidate) fence(why string) {
 	}
 	c.a.pg.signal(stopImmediate)
 	c.a.log.Info("fenced: postgres stopped (immediate)", "instance", c.a.cfg.Instance, "why", why)
-	c.renewed = time.Time{}
+	c.renewed.Store(0)
 	c.stop()
 }
 
@@ -147,11 +166,11 @@ func (c *candidate) stop() {
 func (c *candidate) run(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	a := c.a
-	lock := &resourcelock.LeaseLock{
+	lock := &trackingLock{c: c, LeaseLock: &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: a.cfg.Namespace, Name: LeaseName(a.cfg.Cluster)},
 		Client:     c.leases,
 		LockConfig: resourcelock.ResourceLockConfig{Identity: a.cfg.Instance},
-	}
+	}}
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   a.cfg.LeaseDuration,
@@ -160,8 +179,9 @@ func (c *candidate) run(ctx context.Context, done chan struct{}) {
 		ReleaseOnCancel: true,
 		Name:            LeaseName(a.cfg.Cluster),
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(context.Context) {
+			OnStartedLeading: func(ctx context.Context) {
 				c.lead.Store(true)
+				go c.watchdog(ctx)
 				a.log.Info("holding the primary Lease", "instance", a.cfg.Instance)
 				a.poke()
 			},
@@ -181,4 +201,28 @@ func (c *candidate) run(ctx context.Context, done chan struct{}) {
 		return
 	}
 	le.Run(ctx)
+}
+
+// trackingLock is client-go's Lease lock that remembers when its holder's
+// last write (acquisition or renewal) succeeded, for the watchdog: the
+// elector keeps that to itself.
+type trackingLock struct {
+	*resourcelock.LeaseLock
+	c *candidate
+}
+
+func (l *trackingLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.LeaseLock.Create(ctx, r)
+	if err == nil {
+		l.c.renewed.Store(r.RenewTime.UnixNano())
+	}
+	return err
+}
+
+func (l *trackingLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	err := l.LeaseLock.Update(ctx, r)
+	if err == nil && r.HolderIdentity == l.c.a.cfg.Instance {
+		l.c.renewed.Store(r.RenewTime.UnixNano())
+	}
+	return err
 }
