@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/controlplane"
+	"github.com/setpoint-dev/setpoint/controlplane/processnode"
 	"github.com/setpoint-dev/setpoint/operator"
 )
 
@@ -193,6 +194,19 @@ var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
 // it when the test ends.
 func (e *Environment) Namespace(t testing.TB) string {
 	t.Helper()
+	return e.namespace(t, nil)
+}
+
+// ProcessNamespace is Namespace on a plane with process nodes: every pod
+// of the namespace, whoever makes it, runs on them
+// (processnode.NamespaceOnProcessNodes).
+func (e *Environment) ProcessNamespace(t testing.TB) string {
+	t.Helper()
+	return e.namespace(t, processnode.NamespaceOnProcessNodes)
+}
+
+func (e *Environment) namespace(t testing.TB, mutate func(*corev1.Namespace)) string {
+	t.Helper()
 	base := strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
 	if len(base) > 50 {
 		base = strings.TrimRight(base[:50], "-")
@@ -201,7 +215,11 @@ func (e *Environment) Namespace(t testing.TB) string {
 	_, _ = rand.Read(suffix)
 	name := base + "-" + hex.EncodeToString(suffix)
 	ctx := context.Background()
-	_, err := e.Clientset.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if mutate != nil {
+		mutate(ns)
+	}
+	_, err := e.Clientset.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("create namespace %s: %v", name, err)
 	}

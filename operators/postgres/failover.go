@@ -127,14 +127,20 @@ func restartSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Dec
 		}
 		fresh[in.Name] = r
 	}
-	next, _ := Candidate(o.Cluster, st.CurrentPrimary, fresh)
+	switchTo(o, st, d, fresh, "RestartSwitchover", "to apply "+strings.Join(primary.PendingRestart, ", ")+", which need a restart")
+}
+
+// switchTo starts a switchover to the best of candidates, with why in the
+// status and an Event of reason; without a candidate it does nothing.
+func switchTo(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, candidates map[string]*agent.Report, reason, why string) {
+	next, _ := Candidate(o.Cluster, st.CurrentPrimary, candidates)
 	if next == "" {
 		return
 	}
-	old := st.CurrentPrimary
+	msg := fmt.Sprintf("switchover from %s to %s %s", st.CurrentPrimary, next, why)
 	st.TargetPrimary, st.Phase = next, PhaseSwitchingOver
-	st.LastFailover = fmt.Sprintf("%s: switchover from %s to %s to apply %s, which need a restart", o.Now.UTC().Format(time.RFC3339), old, next, strings.Join(primary.PendingRestart, ", "))
-	d.Event = &Event{corev1.EventTypeNormal, "RestartSwitchover", st.LastFailover[strings.Index(st.LastFailover, ": ")+2:]}
+	st.LastFailover = o.Now.UTC().Format(time.RFC3339) + ": " + msg
+	d.Event = &Event{corev1.EventTypeNormal, reason, msg}
 }
 
 // drainSwitchover moves the primary off a cordoned node (a drain
@@ -155,14 +161,7 @@ func drainSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decis
 			elsewhere[in.Name] = r
 		}
 	}
-	next, _ := Candidate(o.Cluster, st.CurrentPrimary, elsewhere)
-	if next == "" {
-		return
-	}
-	old := st.CurrentPrimary
-	st.TargetPrimary, st.Phase = next, PhaseSwitchingOver
-	st.LastFailover = fmt.Sprintf("%s: switchover from %s to %s: node %s is cordoned", o.Now.UTC().Format(time.RFC3339), old, next, node)
-	d.Event = &Event{corev1.EventTypeNormal, "DrainSwitchover", fmt.Sprintf("switching over from %s to %s: node %s is cordoned", old, next, node)}
+	switchTo(o, st, d, elsewhere, "DrainSwitchover", "off node "+node+", which is cordoned")
 }
 
 // recloned is a Warning for an instance whose data was cloned again.

@@ -15,7 +15,6 @@ import (
 	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
 	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/controlplane"
-	"github.com/setpoint-dev/setpoint/controlplane/processnode"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	pgop "github.com/setpoint-dev/setpoint/operators/postgres"
@@ -48,15 +47,7 @@ func setupWithStop(t testing.TB) (string, func() error) {
 		crdmanifests.MustGet(postgresv1alpha1.GroupVersion.Group, "postgresclusters")); err != nil {
 		t.Fatalf("install CRDs: %v", err)
 	}
-	name := env.Namespace(t)
-	ns, err := env.Clientset.CoreV1().Namespaces().Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	processnode.NamespaceOnProcessNodes(ns)
-	if _, err := env.Clientset.CoreV1().Namespaces().Update(t.Context(), ns, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	name := env.ProcessNamespace(t)
 	op, err := operator.New(env.Config, operator.Options{Name: "setpoint-" + name, Scheme: scheme, Namespaces: []string{name},
 		MetricsAddr: "0", ProbeAddr: "0"})
 	if err != nil {

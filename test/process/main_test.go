@@ -14,7 +14,6 @@ import (
 	celeryv1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	crdmanifests "github.com/setpoint-dev/setpoint/config/crd"
 	"github.com/setpoint-dev/setpoint/controlplane"
-	"github.com/setpoint-dev/setpoint/controlplane/processnode"
 	"github.com/setpoint-dev/setpoint/operator/crd"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
@@ -35,20 +34,12 @@ func processNamespace(t *testing.T) string {
 		crdmanifests.MustGet(celeryv1alpha1.GroupVersion.Group, "celeryclusters")); err != nil {
 		t.Fatalf("install CRDs: %v", err)
 	}
-	name := env.Namespace(t)
-	ns, err := env.Clientset.CoreV1().Namespaces().Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	name := env.ProcessNamespace(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			dump(t, name)
 		}
 	})
-	processnode.NamespaceOnProcessNodes(ns)
-	if _, err := env.Clientset.CoreV1().Namespaces().Update(t.Context(), ns, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	return name
 }
 
