@@ -396,9 +396,11 @@ func TestCeleryStatusWritersNeverRevertEachOther(t *testing.T) {
 	rate := float64(n) / time.Since(began).Seconds()
 	w.Stop()
 	<-done
-	// The test needs contention to mean anything; a count, not a rate,
-	// so a busy machine (other packages' tests beside it) does not fail it.
-	if n < 1000 {
+	// The test needs contention to mean anything: forced passes among
+	// the 12 decisions, a score of them per decision at the least. A
+	// count, not a rate, so a busy machine (other packages' tests beside
+	// it, 40 passes a second instead of 80) does not fail it.
+	if n < 12*20 {
 		t.Errorf("only %d forced passes (%.0f/s): too few to race the autoscaler's writes", n, rate)
 	}
 	for i := 1; i < len(log); i++ {
