@@ -14,6 +14,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -219,7 +220,8 @@ func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log 
 			return false, d.Event, err
 		}
 	}
-	if !refresh && sameButPositions(c.Status, next.Status) {
+	// Nothing changed, or only positions and not yet time to write them.
+	if equality.Semantic.DeepEqual(c.Status, next.Status) || !refresh && sameButPositions(c.Status, next.Status) {
 		return false, d.Event, nil
 	}
 	if err := r.patchStatus(ctx, c, next); err != nil {
