@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 // WatchRelated makes events of another kind R wake objects of kind T:
@@ -53,4 +56,34 @@ func Keys[T client.Object](objs []T) []types.NamespacedName {
 		out = append(out, client.ObjectKeyFromObject(o))
 	}
 	return out
+}
+
+// WatchConfig makes a change in a ConfigMap or Secret wake the objects of
+// kind T that read it: refs lists what one object reads (typically
+// configdata.Refs of its uses), and an index named name answers "who
+// reads this one" from the cache. With configdata.Key.Hash of what the
+// object reads on its pod templates, an edit rolls exactly the workloads
+// that read the edited keys.
+func WatchConfig[T client.Object](k *Kind[T], name string, refs func(T) []configdata.Ref) {
+	users := NewIndex(k.op, name, func(o T) []string {
+		rs := refs(o)
+		keys := make([]string, len(rs))
+		for i, r := range rs {
+			keys[i] = r.Key(o.GetNamespace())
+		}
+		return keys
+	})
+	wake := func(ctx context.Context, kind string, o client.Object) []types.NamespacedName {
+		found, err := users.Lookup(ctx, configdata.Ref{Kind: kind, Name: o.GetName()}.Key(o.GetNamespace()))
+		if err != nil {
+			return nil
+		}
+		return Keys(found)
+	}
+	WatchRelated(k, func(ctx context.Context, cm *corev1.ConfigMap) []types.NamespacedName {
+		return wake(ctx, configdata.KindConfigMap, cm)
+	})
+	WatchRelated(k, func(ctx context.Context, s *corev1.Secret) []types.NamespacedName {
+		return wake(ctx, configdata.KindSecret, s)
+	})
 }

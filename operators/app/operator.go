@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/apps/v1alpha1"
@@ -36,28 +35,8 @@ func Setup(op *operator.Operator) error {
 	apps.OnValidate(admit(op.APIReader(), op.DryRunApply))
 
 	// A change in a referenced ConfigMap or Secret must reach the Apps
-	// that use it: the index answers "who uses this one" from the cache.
-	users := operator.NewIndex(op, "app-config", func(a *v1alpha1.App) []string {
-		refs := ConfigRefs(a)
-		keys := make([]string, len(refs))
-		for i, ref := range refs {
-			keys[i] = ref.Key(a.Namespace)
-		}
-		return keys
-	})
-	wake := func(ctx context.Context, kind string, o client.Object) []types.NamespacedName {
-		found, err := users.Lookup(ctx, ConfigRef{Kind: kind, Name: o.GetName()}.Key(o.GetNamespace()))
-		if err != nil {
-			return nil
-		}
-		return operator.Keys(found)
-	}
-	operator.WatchRelated(apps, func(ctx context.Context, cm *corev1.ConfigMap) []types.NamespacedName {
-		return wake(ctx, KindConfigMap, cm)
-	})
-	operator.WatchRelated(apps, func(ctx context.Context, s *corev1.Secret) []types.NamespacedName {
-		return wake(ctx, KindSecret, s)
-	})
+	// that use it.
+	operator.WatchConfig(apps, "app-config", ConfigRefs)
 	return nil
 }
 
@@ -170,20 +149,4 @@ func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *op
 // configs reads the referenced ConfigMaps and Secrets from the cache.
 func (r *reconciler) configs(ctx context.Context, app *v1alpha1.App) ([]Config, error) {
 	return ReadConfigs(ctx, r.c, app)
-}
-
-// ReadConfigs reads the ConfigMaps and Secrets the App references, for
-// ConfigHash and Missing; a missing one is returned as not Found.
-func ReadConfigs(ctx context.Context, c client.Reader, app *v1alpha1.App) ([]Config, error) {
-	refs := ConfigRefs(app)
-	keys := usedKeys(app)
-	out := make([]Config, 0, len(refs))
-	for _, ref := range refs {
-		data, found, err := configdata.Read(ctx, c, ref.Kind, app.Namespace, ref.Name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Config{Ref: ref, Found: found, Data: data, Keys: keys[ref.Kind+"/"+ref.Name]})
-	}
-	return out, nil
 }

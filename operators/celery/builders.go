@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 // Workers builds the Deployment of one pool with the replica count the
@@ -146,4 +147,36 @@ func deployment(cc *v1alpha1.CeleryCluster, component string, replicas int32, c 
 			},
 		},
 	}
+}
+
+// Uses lists what the workers' and beat's containers read: the broker
+// URL's Secret key, env valueFrom and envFrom.
+func Uses(cc *v1alpha1.CeleryCluster) []configdata.Use {
+	ref := cc.Spec.Broker.URLSecretRef
+	out := []configdata.Use{{Ref: configdata.Ref{Kind: configdata.KindSecret, Name: ref.Name}, Key: ref.Key}}
+	return append(out, configdata.EnvUses(cc.Spec.Env, cc.Spec.EnvFrom)...)
+}
+
+// FlowerUses is Uses and Flower's basic-auth Secret key.
+func FlowerUses(cc *v1alpha1.CeleryCluster) []configdata.Use {
+	out := Uses(cc)
+	if f := cc.Spec.Flower; f != nil && f.BasicAuthSecretRef != nil {
+		ref := f.BasicAuthSecretRef
+		out = append(out, configdata.Use{Ref: configdata.Ref{Kind: configdata.KindSecret, Name: ref.Name}, Key: ref.Key})
+	}
+	return out
+}
+
+// WithConfigHash puts hash (configdata.Key.Hash of what d's pods read)
+// on d's pod template, so a change in that configuration rolls them; an
+// empty hash adds nothing.
+func WithConfigHash(d *appsv1.Deployment, hash string) *appsv1.Deployment {
+	if hash == "" {
+		return d
+	}
+	if d.Spec.Template.Annotations == nil {
+		d.Spec.Template.Annotations = map[string]string{}
+	}
+	d.Spec.Template.Annotations[AnnotationConfigHash] = hash
+	return d
 }

@@ -1,6 +1,7 @@
 package celery
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 )
 
 func sample(edit func(*v1alpha1.CeleryCluster)) *v1alpha1.CeleryCluster {
@@ -147,5 +149,37 @@ func TestFlower(t *testing.T) {
 			}
 			brokerFromSecret(t, c)
 		})
+	}
+}
+
+func TestUses(t *testing.T) {
+	withAuth := sample(func(cc *v1alpha1.CeleryCluster) {
+		cc.Spec.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "settings"}}}}
+		cc.Spec.Flower = &v1alpha1.Flower{BasicAuthSecretRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "flower"}, Key: "auth"}}
+	})
+	tests := []struct {
+		name string
+		uses []configdata.Use
+		want map[string][]string
+	}{
+		{"workers read the broker key", Uses(sample(nil)), map[string][]string{"Secret/broker": {"url"}}},
+		{"and envFrom whole", Uses(withAuth), map[string][]string{"Secret/broker": {"url"}, "ConfigMap/settings": nil}},
+		{"Flower also its auth", FlowerUses(withAuth), map[string][]string{"Secret/broker": {"url"}, "ConfigMap/settings": nil, "Secret/flower": {"auth"}}},
+	}
+	for _, tt := range tests {
+		if got := configdata.UsedKeys(tt.uses); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestWithConfigHash(t *testing.T) {
+	cc := sample(nil)
+	d := WithConfigHash(Workers(cc, cc.Spec.Pools[0], 1), "abc")
+	if got := d.Spec.Template.Annotations[AnnotationConfigHash]; got != "abc" {
+		t.Errorf("template annotation %q, want abc", got)
+	}
+	if d := WithConfigHash(Workers(cc, cc.Spec.Pools[0], 1), ""); d.Spec.Template.Annotations != nil {
+		t.Errorf("an empty hash added annotations: %v", d.Spec.Template.Annotations)
 	}
 }

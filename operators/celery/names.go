@@ -52,3 +52,15 @@ func podLabels(cc *v1alpha1.CeleryCluster, component string) map[string]string {
 
 // Queues is a pool's -Q argument.
 func Queues(p v1alpha1.Pool) string { return strings.Join(p.Queues, ",") }
+
+// PodDeletionCost is the annotation by which the ReplicaSet controller
+// removes pods of lower cost first; the autoscaler sets it on workers.
+const PodDeletionCost = "controller.kubernetes.io/pod-deletion-cost"
+
+// WorkerHostname is the Celery node name of a pool's worker in a pod
+// (--hostname <pool>@%h, and a pod's host name is its name).
+func WorkerHostname(p v1alpha1.Pool, pod string) string { return p.Name + "@" + pod }
+
+// AnnotationConfigHash on a pod template digests the configuration its
+// containers read (see Uses): a change in it rolls the Deployment.
+const AnnotationConfigHash = "celery.setpoint.dev/config-hash"

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,31 +66,32 @@ func Setup(op *operator.Operator, opts Options) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	// Broker Secrets are read with a GET each, not through a cache: a
-	// cache would list and watch every Secret in the cluster, which this
-	// operator has no need (or permission) to see.
-	secrets := op.APIReader()
-	r := &reconciler{secrets: secrets, w: op.Client(), now: opts.Now, clusters: map[types.UID]*clusterState{}}
+	api := op.APIReader()
+	r := &reconciler{api: api, w: op.Client(), key: op.DigestKey, now: opts.Now, clusters: map[types.UID]*clusterState{}}
 	ccs := operator.Watch[*v1alpha1.CeleryCluster](op)
 	r.get = ccs.Get
 	r.patchStatus = ccs.PatchStatus
 	ccs.Children(r.children, &appsv1.Deployment{}, &corev1.Service{})
 	ccs.Status(r.status)
 	ccs.Daemon(r.autoscale, operator.ID("autoscaler"))
-	ccs.OnValidate(admit(secrets))
+	ccs.OnValidate(admit(api))
 	return nil
 }
 
 type reconciler struct {
-	// secrets reads broker Secrets from the API server.
-	secrets client.Reader
-	w       client.Client
+	// api reads from the API server, uncached: the ConfigMaps and
+	// Secrets the pods read (one GET each), and the worker pods (only
+	// before a scale-down, and while a worker is silent).
+	api client.Reader
+	w   client.Client
 	// get reads a CeleryCluster from the library's cache, the one that
 	// starts and stops the autoscaler daemons.
 	get func(context.Context, types.NamespacedName) (*v1alpha1.CeleryCluster, error)
 	// patchStatus writes the autoscaler's decisions (Kind.PatchStatus).
 	patchStatus func(ctx context.Context, before, after *v1alpha1.CeleryCluster) error
 	now         func() time.Time
+	// key digests the configuration the pods read (the install's key).
+	key func() configdata.Key
 
 	mu       sync.Mutex
 	clusters map[types.UID]*clusterState
@@ -97,16 +100,18 @@ type reconciler struct {
 // clusterState is what the autoscaler keeps of one cluster in memory; its
 // decisions are kept in the status, so a restart resumes from them.
 type clusterState struct {
-	brokerURL string
-	mgmtURL   string
-	// urlsRead is when the broker Secrets were last read, and urlsFrom
-	// the references they were read through; they are read again after
-	// secretRefresh, when the spec names other ones, or after a failed
-	// poll.
-	urlsRead time.Time
-	urlsFrom string
-	prober   broker.Prober
-	scalers  map[string]*autoscale.Scaler
+	// brokerURL, mgmtURL and hash (the digest of the configuration the
+	// pods read) were read at configRead through the references
+	// configFrom; they are read again after configRefresh, when the
+	// spec names other ones, or after a failed poll.
+	brokerURL, mgmtURL, hash string
+	configRead               time.Time
+	configFrom               string
+	// openURL and opts are what the prober was opened with.
+	openURL string
+	opts    broker.Options
+	prober  broker.Prober
+	scalers map[string]*autoscale.Scaler
 }
 
 // initialReplicas is a pool's count before the autoscaler decided.
@@ -140,16 +145,37 @@ func desired(cc *v1alpha1.CeleryCluster, p v1alpha1.Pool) int32 {
 	return initialReplicas(p)
 }
 
-func (r *reconciler) children(_ context.Context, cc *v1alpha1.CeleryCluster) ([]client.Object, error) {
+// children are the pools' Deployments, beat's, and Flower's with its
+// Service. Their pod templates carry the digest of the configuration they
+// read (AnnotationConfigHash), read here with a GET of each ConfigMap and
+// Secret: the operator may not list Secrets, so no cache or watch sees
+// them change; the autoscaler reads them every configRefresh and, when
+// the digest moves, records it in the status, which brings this pass.
+func (r *reconciler) children(ctx context.Context, cc *v1alpha1.CeleryCluster) ([]client.Object, error) {
+	hash := func(uses []configdata.Use) (string, error) {
+		configs, err := configdata.ReadAll(ctx, r.api, cc.Namespace, uses)
+		if err != nil {
+			return "", err
+		}
+		return r.key().Hash(configs), nil
+	}
+	h, err := hash(Uses(cc))
+	if err != nil {
+		return nil, err
+	}
 	var out []client.Object
 	for _, p := range cc.Spec.Pools {
-		out = append(out, Workers(cc, p, desired(cc, p)))
+		out = append(out, WithConfigHash(Workers(cc, p, desired(cc, p)), h))
 	}
 	if b := Beat(cc); b != nil {
-		out = append(out, b)
+		out = append(out, WithConfigHash(b, h))
 	}
 	if d, s := Flower(cc); d != nil {
-		out = append(out, d, s)
+		fh, err := hash(FlowerUses(cc))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, WithConfigHash(d, fh), s)
 	}
 	return out, nil
 }
@@ -300,42 +326,17 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 	}
 	meta.SetStatusCondition(&next.Conditions, reach)
 	if err == nil {
+		// A new digest brings the children pass, which rolls the pods.
+		next.ConfigHash = st.hash
+		workers, werr := st.prober.Workers()
 		var pools []v1alpha1.PoolStatus
 		for _, p := range cc.Spec.Pools {
-			ps := v1alpha1.PoolStatus{Name: p.Name}
-			for _, old := range cc.Status.Pools {
-				if old.Name == p.Name {
-					ps = old
-				}
-			}
-			current := desired(cc, p)
-			var total int64
-			known := true
-			for _, q := range p.Queues {
-				b := backlogs[q]
-				total += b.Total()
-				known = known && b.UnackedKnown
-				backlogGauge.WithLabelValues(cc.Namespace, cc.Name, q).Set(float64(b.Total()))
-			}
-			sc := st.scalers[p.Name]
-			if sc == nil {
-				sc = &autoscale.Scaler{}
-				st.scalers[p.Name] = sc
-			}
-			d := sc.Next(policy(p), now, current, total)
-			ps.Backlog, ps.UnackedCounted, ps.DesiredReplicas = total, known, d.Replicas
-			if d.Changed(current) {
-				ps.LastScaleTime = &metav1.Time{Time: now}
-				ps.LastScaleReason = fmt.Sprintf("%d → %d: %s", current, d.Replicas, d.Reason)
-				log.Info(fmt.Sprintf("Scaled pool %s from %d to %d workers: %s.", p.Name, current, d.Replicas, d.Reason))
-			}
-			desiredGauge.WithLabelValues(cc.Namespace, cc.Name, p.Name).Set(float64(d.Replicas))
-			pools = append(pools, ps)
+			pools = append(pools, r.decide(ctx, cc, p, st, now, backlogs, workers, werr, log))
 		}
 		next.Pools = pools
 	}
 	reached := err == nil
-	if equality.Semantic.DeepEqual(next.Pools, cc.Status.Pools) && conditionsEqual(next.Conditions, cc.Status.Conditions) {
+	if equality.Semantic.DeepEqual(next.Pools, cc.Status.Pools) && conditionsEqual(next.Conditions, cc.Status.Conditions) && next.ConfigHash == cc.Status.ConfigHash {
 		return reached, nil // nothing changed: no write
 	}
 	patched := cc.DeepCopy()
@@ -346,6 +347,148 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 		return reached, err
 	}
 	return reached, nil
+}
+
+// decide is one pool's next status: its backlog and running work, and the
+// worker count the autoscaler chose for them.
+func (r *reconciler) decide(ctx context.Context, cc *v1alpha1.CeleryCluster, p v1alpha1.Pool, st *clusterState, now time.Time,
+	backlogs map[string]broker.Backlog, workers []broker.Worker, werr error, log logr.Logger) v1alpha1.PoolStatus {
+	ps := v1alpha1.PoolStatus{Name: p.Name}
+	for _, old := range cc.Status.Pools {
+		if old.Name == p.Name {
+			ps = old
+		}
+	}
+	current := desired(cc, p)
+	ps.DesiredReplicas = current
+	var total int64
+	known := true
+	var qerr error
+	for _, q := range p.Queues {
+		b := backlogs[q]
+		if b.Err != nil && qerr == nil {
+			qerr = b.Err
+		}
+		total += b.Total()
+		known = known && b.UnackedKnown
+		backlogGauge.WithLabelValues(cc.Namespace, cc.Name, q).Set(float64(b.Total()))
+	}
+	busy, running, pods, aerr := r.activity(ctx, cc, p, workers)
+	if werr == nil {
+		werr = aerr
+	}
+	ps.BusyWorkers, ps.RunningTasks = busy, running
+	if qerr != nil {
+		// One unreadable queue holds its own pool, not the others.
+		if ps.Message != qerr.Error() {
+			log.Error(qerr, "cannot read a queue; keeping the pool's worker count", "pool", p.Name)
+		}
+		ps.Message = qerr.Error()
+		return ps
+	}
+	sc := st.scalers[p.Name]
+	if sc == nil {
+		sc = &autoscale.Scaler{}
+		st.scalers[p.Name] = sc
+	}
+	pol := policy(p)
+	d := sc.Next(pol, now, current, autoscale.Load{Backlog: total, Busy: ps.BusyWorkers, BusyKnown: werr == nil})
+	ps.Message = ""
+	if werr != nil && autoscale.Desired(pol, total) < current && d.Replicas == current {
+		ps.Message = "scale-down held: " + werr.Error()
+	}
+	ps.Backlog, ps.UnackedCounted, ps.DesiredReplicas = total, known, d.Replicas
+	if d.Replicas < current {
+		if err := r.markIdle(ctx, cc, p, pods, workers); err != nil {
+			// The scale-down still goes ahead: the workers' warm
+			// shutdown lets running tasks finish within the grace period.
+			log.Error(err, "cannot mark the idle workers to go first", "pool", p.Name)
+		}
+	}
+	if d.Changed(current) {
+		ps.LastScaleTime = &metav1.Time{Time: now}
+		ps.LastScaleReason = fmt.Sprintf("%d → %d: %s", current, d.Replicas, d.Reason)
+		log.Info(fmt.Sprintf("Scaled pool %s from %d to %d workers: %s.", p.Name, current, d.Replicas, d.Reason))
+	}
+	desiredGauge.WithLabelValues(cc.Namespace, cc.Name, p.Name).Set(float64(d.Replicas))
+	return ps
+}
+
+// activity counts the pool's busy workers and their running tasks. A
+// silent worker (see broker.Worker) counts as busy while its pod exists:
+// that takes a list of the pool's pods, made only then and returned for
+// markIdle.
+func (r *reconciler) activity(ctx context.Context, cc *v1alpha1.CeleryCluster, p v1alpha1.Pool, workers []broker.Worker) (busy, running int32, pods []corev1.Pod, err error) {
+	prefix := WorkerHostname(p, ComponentName(cc, p.Name)+"-")
+	var silent []broker.Worker
+	for _, w := range workers {
+		switch {
+		case !strings.HasPrefix(w.Hostname, prefix):
+		case w.Silent:
+			silent = append(silent, w)
+		case w.Active > 0:
+			busy++
+			running += int32(w.Active)
+		}
+	}
+	if len(silent) == 0 {
+		return busy, running, nil, nil
+	}
+	if pods, err = r.pods(ctx, cc, p); err != nil {
+		return 0, 0, nil, err
+	}
+	alive := map[string]bool{}
+	for _, pod := range pods {
+		alive[WorkerHostname(p, pod.Name)] = true
+	}
+	for _, w := range silent {
+		if alive[w.Hostname] {
+			busy++
+			running += int32(max(w.Active, 1))
+		}
+	}
+	return busy, running, pods, nil
+}
+
+func (r *reconciler) pods(ctx context.Context, cc *v1alpha1.CeleryCluster, p v1alpha1.Pool) ([]corev1.Pod, error) {
+	list := &corev1.PodList{}
+	if err := r.api.List(ctx, list, client.InNamespace(cc.Namespace), client.MatchingLabels(selector(cc, p.Name))); err != nil {
+		return nil, fmt.Errorf("list the pods of pool %s: %w", p.Name, err)
+	}
+	return list.Items, nil
+}
+
+// markIdle sets each of the pool's pods' deletion cost to the number of
+// tasks its worker runs (at least 1 for a silent one), so that the
+// ReplicaSet controller, which removes pods of lower cost first, takes
+// idle workers before busy ones. A pod not heard from yet (starting) runs
+// nothing and costs 0. pods is the pool's pods, or nil to list them.
+func (r *reconciler) markIdle(ctx context.Context, cc *v1alpha1.CeleryCluster, p v1alpha1.Pool, pods []corev1.Pod, workers []broker.Worker) error {
+	if pods == nil {
+		var err error
+		if pods, err = r.pods(ctx, cc, p); err != nil {
+			return err
+		}
+	}
+	active := map[string]int{}
+	for _, w := range workers {
+		active[w.Hostname] = w.Active
+		if w.Silent {
+			active[w.Hostname] = max(w.Active, 1)
+		}
+	}
+	for i := range pods {
+		pod := &pods[i]
+		cost := strconv.Itoa(active[WorkerHostname(p, pod.Name)])
+		if pod.DeletionTimestamp != nil || pod.Annotations[PodDeletionCost] == cost {
+			continue
+		}
+		patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, PodDeletionCost, cost)
+		if err := r.w.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("set the deletion cost of pod %s: %w", pod.Name, err)
+		}
+	}
+	return nil
 }
 
 // conditionsEqual compares conditions without their transition times.
@@ -363,39 +506,29 @@ func conditionsEqual(a, b []metav1.Condition) bool {
 }
 
 // backlogs reads every queue of the cluster through a prober kept per
-// cluster and broker URL.
+// cluster, broker URL and options.
 func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) (_ map[string]broker.Backlog, err error) {
 	defer func() {
 		if err != nil {
-			st.urlsRead = time.Time{} // read the Secrets again next time
+			st.configRead = time.Time{} // read the configuration again next time
 		}
 	}()
-	url, mgmt := st.brokerURL, st.mgmtURL
-	from := cc.Spec.Broker.URLSecretRef.Name + "/" + cc.Spec.Broker.URLSecretRef.Key
-	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
-		from += " " + ref.Name + "/" + ref.Key
+	if err := r.readConfig(ctx, cc, st); err != nil {
+		return nil, err
 	}
-	if st.prober == nil || st.urlsFrom != from || r.now().Sub(st.urlsRead) >= secretRefresh {
-		if url, err = r.secret(ctx, cc.Namespace, cc.Spec.Broker.URLSecretRef); err != nil {
-			return nil, err
-		}
-		mgmt = ""
-		if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
-			if mgmt, err = r.secret(ctx, cc.Namespace, *ref); err != nil {
-				return nil, err
-			}
-		}
-		st.urlsRead, st.urlsFrom = r.now(), from
+	opts := broker.Options{ManagementURL: st.mgmtURL}
+	if t := cc.Spec.Broker.Redis; t != nil {
+		opts.KeyPrefix, opts.UnackedKey = t.GlobalKeyPrefix, t.UnackedKey
 	}
-	if st.prober == nil || st.brokerURL != url || st.mgmtURL != mgmt {
+	if st.prober == nil || st.brokerURL != st.openURL || st.opts != opts {
 		if st.prober != nil {
 			_ = st.prober.Close()
 		}
-		p, err := broker.Open(url, broker.Options{ManagementURL: mgmt})
+		p, err := broker.Open(st.brokerURL, opts)
 		if err != nil {
 			return nil, err
 		}
-		st.prober, st.brokerURL, st.mgmtURL = p, url, mgmt
+		st.prober, st.openURL, st.opts = p, st.brokerURL, opts
 	}
 	var queues []string
 	for _, p := range cc.Spec.Pools {
@@ -406,9 +539,45 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 	return st.prober.Backlog(pctx, queues)
 }
 
-// secretRefresh is how often a working broker's Secrets are read again,
-// so a rotated password is picked up without a GET per poll.
-const secretRefresh = 30 * time.Second
+// configRefresh is how often the autoscaler reads the ConfigMaps and
+// Secrets the pods read (the broker URL among them), a GET each: a
+// rotated password reaches the autoscaler, and rolls the workers, within
+// it.
+const configRefresh = 10 * time.Second
+
+// readConfig reads, when due, the configuration the cluster's pods read
+// and the management URL: the broker URL and the digest (ConfigHash) are
+// kept in st.
+func (r *reconciler) readConfig(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) error {
+	uses := FlowerUses(cc)
+	from := fmt.Sprint(uses, cc.Spec.Broker.ManagementURLSecretRef)
+	if st.configFrom == from && r.now().Sub(st.configRead) < configRefresh {
+		return nil
+	}
+	configs, err := configdata.ReadAll(ctx, r.api, cc.Namespace, uses)
+	if err != nil {
+		return err
+	}
+	ref := cc.Spec.Broker.URLSecretRef
+	url := ""
+	for _, c := range configs {
+		if c.Ref.Kind == configdata.KindSecret && c.Ref.Name == ref.Name {
+			url = string(c.Data[ref.Key])
+		}
+	}
+	if url == "" {
+		return secretError{fmt.Sprintf("Secret %s has no key %s", ref.Name, ref.Key)}
+	}
+	mgmt := ""
+	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
+		if mgmt, err = r.secret(ctx, cc.Namespace, *ref); err != nil {
+			return err
+		}
+	}
+	st.brokerURL, st.mgmtURL, st.hash = url, mgmt, r.key().Hash(configs)
+	st.configRead, st.configFrom = r.now(), from
+	return nil
+}
 
 // secretError is a broker Secret or key that is not there: the user's to
 // fix, reported with its own reason.
@@ -418,7 +587,7 @@ func (e secretError) Error() string { return e.msg }
 
 // secret reads one key of a Secret in the cluster's namespace.
 func (r *reconciler) secret(ctx context.Context, namespace string, ref corev1.SecretKeySelector) (string, error) {
-	data, found, err := configdata.Read(ctx, r.secrets, configdata.KindSecret, namespace, ref.Name)
+	data, found, err := configdata.Read(ctx, r.api, configdata.KindSecret, namespace, ref.Name)
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -16,8 +17,9 @@ import (
 const sendScript = `
 import json, sys
 from celery import Celery
-url, queue, task, n, prio, args = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6])
+url, queue, task, n, prio, args, transport = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), json.loads(sys.argv[6]), json.loads(sys.argv[7])
 app = Celery(broker=url)
+app.conf.broker_transport_options = transport
 opts = {} if prio < 0 else {"priority": prio}
 for _ in range(n):
     app.send_task(task, args=args, queue=queue, **opts)
@@ -26,6 +28,12 @@ for _ in range(n):
 // SendTasks sends n tasks named task with args to queue through the real
 // Celery client, with a message priority unless priority < 0.
 func SendTasks(brokerURL, queue, task string, n, priority int, args ...any) error {
+	return SendTasksWith(nil, brokerURL, queue, task, n, priority, args...)
+}
+
+// SendTasksWith is SendTasks with kombu's broker_transport_options
+// (global_keyprefix, unacked_key, ...).
+func SendTasksWith(transport map[string]any, brokerURL, queue, task string, n, priority int, args ...any) error {
 	if _, err := os.Stat(Python); err != nil {
 		return fmt.Errorf("%s: %w", Python, ErrMissing)
 	}
@@ -36,7 +44,14 @@ func SendTasks(brokerURL, queue, task string, n, priority int, args ...any) erro
 	if err != nil {
 		return err
 	}
-	out, err := exec.Command(Python, "-c", sendScript, brokerURL, queue, task, strconv.Itoa(n), strconv.Itoa(priority), string(a)).CombinedOutput()
+	if transport == nil {
+		transport = map[string]any{}
+	}
+	t, err := json.Marshal(transport)
+	if err != nil {
+		return err
+	}
+	out, err := exec.Command(Python, "-c", sendScript, brokerURL, queue, task, strconv.Itoa(n), strconv.Itoa(priority), string(a), string(t)).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("celery send_task: %w: %s", err, out)
 	}
@@ -46,11 +61,12 @@ func SendTasks(brokerURL, queue, task string, n, priority int, args ...any) erro
 // tasksModule is the app a test worker runs: acks_late with prefetch, the
 // setting under which a busy queue's list looks empty.
 const tasksModule = `
-import os, time
+import json, os, time
 from celery import Celery
 app = Celery("tasks", broker=os.environ["SETPOINT_BROKER_URL"])
 app.conf.task_acks_late = True
 app.conf.worker_prefetch_multiplier = int(os.environ.get("SETPOINT_PREFETCH", "4"))
+app.conf.broker_transport_options = json.loads(os.environ.get("SETPOINT_TRANSPORT", "{}"))
 
 @app.task(name="tasks.sleep")
 def sleep(seconds):
@@ -67,6 +83,26 @@ type Worker struct {
 // multiplier prefetch) consuming queue, whose task "tasks.sleep" sleeps
 // for its argument in seconds. It returns once the worker is consuming.
 func StartWorker(dir, brokerURL, queue string, prefetch int) (*Worker, error) {
+	return StartWorkerWith(dir, brokerURL, queue, WorkerOptions{Prefetch: prefetch})
+}
+
+// WorkerOptions tune StartWorkerWith.
+type WorkerOptions struct {
+	// Prefetch is the prefetch multiplier.
+	Prefetch int
+	// Heartbeat makes the worker send its heartbeat events (StartWorker's
+	// workers are quiet), under Hostname when set.
+	Heartbeat bool
+	Hostname  string
+	// Transport are kombu's broker_transport_options.
+	Transport map[string]any
+	// Pool is the execution pool ("solo" when empty), with Concurrency.
+	Pool        string
+	Concurrency int
+}
+
+// StartWorkerWith is StartWorker with options.
+func StartWorkerWith(dir, brokerURL, queue string, o WorkerOptions) (*Worker, error) {
 	if _, err := os.Stat(Python); err != nil {
 		return nil, fmt.Errorf("%s: %w", Python, ErrMissing)
 	}
@@ -74,9 +110,27 @@ func StartWorker(dir, brokerURL, queue string, prefetch int) (*Worker, error) {
 		return nil, err
 	}
 	logPath := filepath.Join(dir, "worker-"+queue+".log")
-	p, err := start(Python, []string{"-m", "celery", "--workdir", dir, "-A", "tasks", "worker", "-Q", queue, "--pool", "solo",
-		"--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "INFO"},
-		[]string{"SETPOINT_BROKER_URL=" + brokerURL, "SETPOINT_PREFETCH=" + strconv.Itoa(prefetch), "PYTHONPATH=" + dir}, logPath)
+	pool := o.Pool
+	if pool == "" {
+		pool = "solo"
+	}
+	args := []string{"-m", "celery", "--workdir", dir, "-A", "tasks", "worker", "-Q", queue, "--pool", pool,
+		"--without-gossip", "--without-mingle", "--loglevel", "INFO", "--concurrency", strconv.Itoa(max(o.Concurrency, 1))}
+	if !o.Heartbeat {
+		args = append(args, "--without-heartbeat")
+	}
+	if o.Hostname != "" {
+		args = append(args, "--hostname", o.Hostname)
+	}
+	transport, err := json.Marshal(o.Transport)
+	if err != nil {
+		return nil, err
+	}
+	if o.Transport == nil {
+		transport = []byte("{}")
+	}
+	p, err := start(Python, args,
+		[]string{"SETPOINT_BROKER_URL=" + brokerURL, "SETPOINT_PREFETCH=" + strconv.Itoa(o.Prefetch), "SETPOINT_TRANSPORT=" + string(transport), "PYTHONPATH=" + dir}, logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +146,13 @@ func StartWorker(dir, brokerURL, queue string, prefetch int) (*Worker, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// Shutdown asks the worker for its warm shutdown (SIGTERM) and waits
+// until it has exited.
+func (w *Worker) Shutdown() {
+	_ = syscall.Kill(w.p.cmd.Process.Pid, syscall.SIGTERM)
+	<-w.p.done
 }
 
 // Stop kills the worker at once (a test need not wait for its tasks).

@@ -102,6 +102,26 @@ type Broker struct {
 	// (prefetch, acks_late); AMQP alone sees only ready messages.
 	// +optional
 	ManagementURLSecretRef *corev1.SecretKeySelector `json:"managementURLSecretRef,omitempty"`
+	// Redis tells the autoscaler where kombu keeps a Redis broker's keys
+	// when the app's broker_transport_options move them; it must match
+	// the app, or the queues read as empty (and a pool that scales to
+	// zero stays there while work waits).
+	// +optional
+	Redis *RedisTransport `json:"redis,omitempty"`
+}
+
+// RedisTransport mirrors kombu's Redis broker_transport_options.
+type RedisTransport struct {
+	// GlobalKeyPrefix is kombu's global_keyprefix, put before every key
+	// and channel name.
+	// +kubebuilder:validation:MaxLength=200
+	// +optional
+	GlobalKeyPrefix string `json:"globalKeyPrefix,omitempty"`
+	// UnackedKey is kombu's unacked_key, the hash of reserved messages
+	// ("unacked" when empty).
+	// +kubebuilder:validation:MaxLength=200
+	// +optional
+	UnackedKey string `json:"unackedKey,omitempty"`
 }
 
 // PoolType is Celery's --pool.
@@ -250,6 +270,11 @@ type CeleryClusterStatus struct {
 	// +optional
 	Workers string `json:"workers,omitempty"`
 
+	// ConfigHash is the digest of the configuration the pods read (the
+	// broker URL's Secret key, env valueFrom keys, envFrom), read every
+	// 10 s: when it moves, the workers, beat and Flower roll.
+	// +optional
+	ConfigHash string `json:"configHash,omitempty"`
 	// Pools are each pool's backlog and scaling.
 	// +listType=map
 	// +listMapKey=name
@@ -280,6 +305,18 @@ type PoolStatus struct {
 	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
 	// +optional
 	LastScaleReason string `json:"lastScaleReason,omitempty"`
+	// RunningTasks is the tasks the pool's workers run, and BusyWorkers
+	// the workers running at least one, from their heartbeats: a
+	// scale-down never goes below BusyWorkers, and removes idle workers
+	// first.
+	// +optional
+	RunningTasks int32 `json:"runningTasks"`
+	// +optional
+	BusyWorkers int32 `json:"busyWorkers"`
+	// Message says why the pool is not scaled now, when it is not (one of
+	// its queues could not be read).
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // CeleryClusterList is a list of CeleryClusters.

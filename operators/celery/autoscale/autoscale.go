@@ -73,8 +73,24 @@ type Scaler struct {
 	history []sample
 }
 
-// Next decides the pool's replica count from its backlog at now.
-func (s *Scaler) Next(p Policy, now time.Time, current int32, backlog int64) Decision {
+// Load is what a pool has to do now.
+type Load struct {
+	// Backlog is the messages waiting for its workers or reserved by
+	// them.
+	Backlog int64
+	// Busy is the number of its workers running a task: a scale-down
+	// never goes below it (the idle ones are the ones removed). With
+	// Celery's early acknowledgement a running task is in no queue, so
+	// the backlog alone would let a busy pool shrink.
+	Busy int32
+	// BusyKnown is false while the workers are not all known (their
+	// heartbeats not heard yet): every scale-down is held.
+	BusyKnown bool
+}
+
+// Next decides the pool's replica count from its load at now.
+func (s *Scaler) Next(p Policy, now time.Time, current int32, load Load) Decision {
+	backlog := load.Backlog
 	desired := Desired(p, backlog)
 	if len(s.history) == 0 && p.ScaleDownWindow > 0 {
 		// Nothing seen yet (a new pool, a restarted operator): the
@@ -111,6 +127,15 @@ func (s *Scaler) Next(p Policy, now time.Time, current int32, backlog int64) Dec
 			next = current - p.MaxStepDown
 			reason += fmt.Sprintf("; down by at most %d at a time", p.MaxStepDown)
 		}
+	}
+	switch {
+	case next >= current:
+	case !load.BusyKnown:
+		next = current
+		reason += "; scale-down held until the workers' heartbeats say which are busy"
+	case next < load.Busy:
+		next = min(current, load.Busy)
+		reason += fmt.Sprintf("; held at %d: %d workers are running tasks", next, load.Busy)
 	}
 	// Bounds changed by the user apply at once, whatever the window says.
 	next = min(max(next, p.floor()), p.Max)

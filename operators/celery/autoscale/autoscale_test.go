@@ -105,12 +105,46 @@ func TestScaler(t *testing.T) {
 			var s Scaler
 			start := time.Unix(1_000_000, 0)
 			for _, st := range tt.steps {
-				d := s.Next(tt.p, start.Add(time.Duration(st.at)*time.Second), st.current, st.backlog)
+				d := s.Next(tt.p, start.Add(time.Duration(st.at)*time.Second), st.current, Load{Backlog: st.backlog, BusyKnown: true})
 				if d.Replicas != st.want || !strings.Contains(d.Reason, st.reason) {
 					t.Fatalf("at %ds (current %d, backlog %d): %d (%s), want %d (reason with %q)",
 						st.at, st.current, st.backlog, d.Replicas, d.Reason, st.want, st.reason)
 				}
 			}
 		})
+	}
+}
+
+// TestScalerKeepsBusyWorkers: a scale-down stops at the workers running
+// tasks, and waits while they are not known.
+func TestScalerKeepsBusyWorkers(t *testing.T) {
+	p := Policy{Max: 10, Target: 10, ScaleToZero: true}
+	tests := []struct {
+		name          string
+		current, want int32
+		load          Load
+		reason        string
+	}{
+		{"empty queues, two busy of five", 5, 2, Load{Busy: 2, BusyKnown: true}, "held at 2: 2 workers are running tasks"},
+		{"busy above the backlog's count", 5, 3, Load{Backlog: 15, Busy: 3, BusyKnown: true}, "held at 3"},
+		{"the backlog wants more than the busy", 5, 4, Load{Backlog: 35, Busy: 1, BusyKnown: true}, "wants 4"},
+		{"all idle: all go", 5, 0, Load{BusyKnown: true}, "wants 0"},
+		{"heartbeats unknown: no scale-down", 5, 5, Load{}, "held until the workers' heartbeats"},
+		{"heartbeats unknown: scale-up still", 1, 3, Load{Backlog: 30}, "wants 3"},
+		{"a lowered max wins over busy workers", 5, 10, Load{Backlog: 500, Busy: 5, BusyKnown: true}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s Scaler
+			d := s.Next(p, time.Unix(1_000_000, 0), tt.current, tt.load)
+			if d.Replicas != tt.want || !strings.Contains(d.Reason, tt.reason) {
+				t.Fatalf("%d (%s), want %d (reason with %q)", d.Replicas, d.Reason, tt.want, tt.reason)
+			}
+		})
+	}
+	low := Policy{Max: 2, Target: 10}
+	var s Scaler
+	if d := s.Next(low, time.Unix(1_000_000, 0), 5, Load{Busy: 5, BusyKnown: true}); d.Replicas != 2 {
+		t.Errorf("max 2 with 5 busy: %d, want 2 (the user's bound applies at once)", d.Replicas)
 	}
 }

@@ -19,6 +19,10 @@ type Backlog struct {
 	// UnackedKnown is false when the broker mode cannot see Unacked
 	// (RabbitMQ without a management API URL).
 	UnackedKnown bool
+	// Err is an error of this queue alone (a Redis key of the wrong
+	// type, a queue the broker refused): its pool keeps its count, the
+	// others go on.
+	Err error
 }
 
 // Total is all the work in the queue: what the autoscaler scales on.
@@ -27,7 +31,13 @@ func (b Backlog) Total() int64 { return b.Ready + b.Unacked }
 // Prober reads backlogs from one broker. It is safe for concurrent use.
 type Prober interface {
 	// Backlog returns the backlog of each queue.
+	// An error is the broker's (it did not answer); an error of one
+	// queue is in its Backlog.
 	Backlog(ctx context.Context, queues []string) (map[string]Backlog, error)
+	// Workers returns the workers heard from, listening for their
+	// heartbeats from the first call on; ErrHeartbeatsUnknown (wrapped)
+	// while some may be missing.
+	Workers() ([]Worker, error)
 	Close() error
 }
 
@@ -36,6 +46,10 @@ type Options struct {
 	// ManagementURL is RabbitMQ's management API
 	// (http://user:pass@host:15672), for unacknowledged counts.
 	ManagementURL string
+	// KeyPrefix and UnackedKey are kombu's global_keyprefix and
+	// unacked_key (Redis broker_transport_options); they must be the
+	// app's, or queues read as empty.
+	KeyPrefix, UnackedKey string
 }
 
 // Open returns the Prober for a Celery broker URL.
@@ -46,7 +60,7 @@ func Open(brokerURL string, opts Options) (Prober, error) {
 	}
 	switch u.Scheme {
 	case "redis", "rediss":
-		return openRedis(u)
+		return openRedis(u, opts)
 	default:
 		return openAMQP(u, opts.ManagementURL)
 	}

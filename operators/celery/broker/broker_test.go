@@ -43,7 +43,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-func open(t *testing.T, url string, opts broker.Options) broker.Prober {
+func open(t testing.TB, url string, opts broker.Options) broker.Prober {
 	t.Helper()
 	p, err := broker.Open(url, opts)
 	if err != nil {
