@@ -14,14 +14,22 @@ import (
 )
 
 // Kubectl runs the kubectl of bin/ against the test's control plane, as a
-// user would, with stdin given, and returns its combined output.
+// user would, with stdin given, and returns its combined output. It is
+// killed after a minute (KubectlWithin sets another limit).
 func Kubectl(t testing.TB, stdin string, args ...string) (string, error) {
+	t.Helper()
+	return KubectlWithin(t, time.Minute, stdin, args...)
+}
+
+// KubectlWithin is Kubectl killed after timeout, for commands meant to
+// run long (a workload driven through kubectl exec).
+func KubectlWithin(t testing.TB, timeout time.Duration, stdin string, args ...string) (string, error) {
 	t.Helper()
 	bin, err := controlplane.FindBinary("kubectl")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", Env(t).ControlPlane.KubeconfigPath}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)

@@ -54,7 +54,15 @@ func TestFailoverRejoinAndSwitchover(t *testing.T) {
 		t.Errorf("rows after the failover: %q, want 1,2", got)
 	}
 	newPrimary := c.Status.CurrentPrimary
-	timeline := instance(c, newPrimary).Timeline
+	// The status shows the new primary's own report a poll after the
+	// promotion it records.
+	var timeline int64
+	testkit.Eventually(t, 30*time.Second, func() error {
+		if timeline = instance(get(t, ns, "pg"), newPrimary).Timeline; timeline < 2 {
+			return fmt.Errorf("new primary %s reported on timeline %d", newPrimary, timeline)
+		}
+		return nil
+	})
 	if timeline != 2 {
 		t.Errorf("new primary on timeline %d, want 2", timeline)
 	}

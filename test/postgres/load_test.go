@@ -27,7 +27,9 @@ i=0; while [ $i -lt %d ]; do i=$((i+1))
 done`, n, cluster, secret)
 	done := make(chan []int, 1)
 	go func() {
-		out, err := testkit.Kubectl(t, "", "-n", ns, "exec", "client", "--", "sh", "-c", script)
+		// As long as the callers wait for it: a busy machine takes more
+		// than kubectl's usual minute for 300 connections.
+		out, err := testkit.KubectlWithin(t, 3*time.Minute, "", "-n", ns, "exec", "client", "--", "sh", "-c", script)
 		if err != nil {
 			t.Errorf("writer: %v", err)
 		}

@@ -178,7 +178,9 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 	// Three idle workers first, so that the three tasks go one to each
 	// (a worker busy with one task would reserve another: prefetch).
 	pool := elasticPool("default", "work", 3, 1, "")
-	pool.MinReplicas, pool.ScaleToZero = ptr(int32(3)), false
+	// The long task outlasts the steps below on a busy machine, and its
+	// worker's warm shutdown may take all of what is left of it.
+	pool.MinReplicas, pool.ScaleToZero, pool.TerminationGracePeriodSeconds = ptr(int32(3)), false, ptr(int64(120))
 	cc := celeryCluster(ns, app, pool)
 	testkit.Create(t, cc)
 	celeryClient(t, ns, app, db0)
@@ -190,7 +192,7 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 		}
 		return nil
 	})
-	sendTasks(t, ns, db0, map[string]sent{"long-1": {"slow", "work", 60}, "short-1": {"slow", "work", 1}, "short-2": {"slow", "work", 1}})
+	sendTasks(t, ns, db0, map[string]sent{"long-1": {"slow", "work", 90}, "short-1": {"slow", "work", 1}, "short-2": {"slow", "work", 1}})
 	var long taskState
 	testkit.Eventually(t, 2*time.Minute, func() error {
 		if long = state(t, ns, 0, "long-1"); long.Status != "STARTED" || long.Hostname == "" {
@@ -257,7 +259,7 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 		t.Fatalf("long-1 is %s already when its worker was told to stop: the test proves nothing", s.Status)
 	}
 	testkit.Eventually(t, 2*time.Minute, func() error {
-		if s := state(t, ns, 0, "long-1"); s.Status != "SUCCESS" || s.Result != "slept 60" || len(s.Runs) != 1 {
+		if s := state(t, ns, 0, "long-1"); s.Status != "SUCCESS" || s.Result != "slept 90" || len(s.Runs) != 1 {
 			return fmt.Errorf("long-1: %+v", s)
 		}
 		return nil
