@@ -222,16 +222,10 @@ func TestInstallsAreNamed(t *testing.T) {
 	probe := testkit.FreeAddr(t)
 	installed := startSetpoint(t, "run", "--kubeconfig", kc, "--leader-elect", "--operators", "",
 		"--health-probe-bind-address", probe, "--metrics-bind-address", "0")
-	eventually(t, func() error {
-		lease, err := env.Clientset.CoordinationV1().Leases("setpoint-system").Get(t.Context(), "setpoint", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" {
-			return fmt.Errorf("no holder yet")
-		}
-		return nil
-	})
+	// It, not a holder left by an earlier run of this package whose Lease
+	// has not expired yet: a stray started then would (rightly) find no
+	// active instance.
+	installed.waitLine(t, "Successfully acquired lease", 90*time.Second)
 	stray := startSetpoint(t, "run", "--kubeconfig", kc, "--operators", "", "--health-probe-bind-address", "0", "--metrics-bind-address", "0")
 	stray.waitFailure(t, `another instance named "setpoint" is active: Lease setpoint-system/setpoint is held by `)
 	installed.stop(t, syscall.SIGTERM, 60*time.Second)
