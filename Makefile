@@ -63,7 +63,7 @@ bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B),
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)
 
 .PHONY: chaos
-chaos: tools build ## Run the long churn suites: 200 Celery tasks of 1–20 s, acknowledged early and late, through scale cycles on process nodes (make test runs 60 of 1–5 s).
+chaos: tools build ## Run the long churn suites: 200 Celery tasks of 1–20 s, acknowledged early and late, through scale cycles on process nodes.
 	SETPOINT_CELERY_TASKS=200 SETPOINT_CELERY_MAX_SECONDS=20 $(GO) test -count=1 -v -timeout 30m -run 'TestCeleryTasksThroughScaleCycles' ./test/process/
 
 .PHONY: bench-tools

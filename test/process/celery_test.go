@@ -346,14 +346,14 @@ func TestCeleryTasksThroughScaleCycles(t *testing.T) {
 			return err
 		}
 		last = got
-		done := 0
-		for _, s := range got {
-			if s.Status == "SUCCESS" {
-				done++
+		var missing []string
+		for _, id := range ids {
+			if s := got[id]; s.Status != "SUCCESS" {
+				missing = append(missing, fmt.Sprintf("%s %s runs %v", id, s.Status, s.Runs))
 			}
 		}
-		if done < len(ids) {
-			return fmt.Errorf("%d of %d results", done, len(ids))
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d results; without one: %v", len(ids)-len(missing), len(ids), missing[:min(len(missing), 5)])
 		}
 		return nil
 	})
