@@ -183,3 +183,22 @@ func TestWithConfigHash(t *testing.T) {
 		t.Errorf("an empty hash added annotations: %v", d.Spec.Template.Annotations)
 	}
 }
+
+// TestConfigFromIsByValue: the autoscaler reads the configuration again
+// when this name changes; copies of one spec (each poll reads a new copy)
+// must not change it, or every poll would GET every Secret.
+func TestConfigFromIsByValue(t *testing.T) {
+	yes := true
+	cc := sample(func(cc *v1alpha1.CeleryCluster) {
+		cc.Spec.Env = append(cc.Spec.Env, corev1.EnvVar{Name: "TOKEN", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "api"}, Key: "token", Optional: &yes}}})
+	})
+	if a, b := configFrom(cc), configFrom(cc.DeepCopy()); a != b {
+		t.Errorf("two copies of one spec: %q and %q", a, b)
+	}
+	other := cc.DeepCopy()
+	other.Spec.Env[1].ValueFrom.SecretKeyRef.Key = "other"
+	if configFrom(cc) == configFrom(other) {
+		t.Error("another key read gives the same name")
+	}
+}

@@ -545,12 +545,23 @@ func (r *reconciler) backlogs(ctx context.Context, cc *v1alpha1.CeleryCluster, s
 // it.
 const configRefresh = 10 * time.Second
 
+// configFrom names what readConfig reads, by value: two copies of the
+// same spec give the same name (a pointer printed would not).
+func configFrom(cc *v1alpha1.CeleryCluster) string {
+	uses := FlowerUses(cc)
+	from := fmt.Sprint(configdata.Refs(uses), configdata.UsedKeys(uses))
+	if ref := cc.Spec.Broker.ManagementURLSecretRef; ref != nil {
+		from += " " + ref.Name + "/" + ref.Key
+	}
+	return from
+}
+
 // readConfig reads, when due, the configuration the cluster's pods read
 // and the management URL: the broker URL and the digest (ConfigHash) are
 // kept in st.
 func (r *reconciler) readConfig(ctx context.Context, cc *v1alpha1.CeleryCluster, st *clusterState) error {
 	uses := FlowerUses(cc)
-	from := fmt.Sprint(uses, cc.Spec.Broker.ManagementURLSecretRef)
+	from := configFrom(cc)
 	if st.configFrom == from && r.now().Sub(st.configRead) < configRefresh {
 		return nil
 	}
