@@ -14,17 +14,26 @@ import (
 func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	a.lease.verify(ctx)
 	a.lease.nudge(ctx)
-	if !a.lease.leading() {
+	switch targetPrimaryStart(a.pg.running(), a.pg.standby(), a.lease.leading()) {
+	case stopAtOnce:
+		// A primary without the Lease (lost between two steps): the
+		// fence did or will stop it.
+		a.log.Info("a primary without the Lease: stopping postgres (immediate)", "instance", a.cfg.Instance)
+		a.pg.stop(stopImmediate, 5*time.Second)
 		return a.awaitLease(ctx)
-	}
-	if !a.pg.running() {
-		if err := a.pg.setStandby(false); err != nil {
+	case startStandby:
+		a.log.Info("starting as a standby", "instance", a.cfg.Instance, "leading", a.lease.leading())
+		if err := a.pg.start(); err != nil {
 			return err
 		}
+	case startPrimary:
 		a.log.Info("starting as primary", "instance", a.cfg.Instance)
 		if err := a.pg.start(); err != nil {
 			return err
 		}
+	}
+	if !a.lease.leading() {
+		return a.awaitLease(ctx)
 	}
 	if !a.observe(ctx) {
 		return nil // still starting
@@ -41,6 +50,43 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 			return nil
 		}
 	}
+	return a.serveAsPrimary(ctx, c)
+}
+
+// What the target primary does with postgres before anything else.
+type startAction int
+
+const (
+	keepRunning  startAction = iota
+	stopAtOnce               // a primary without the Lease
+	startStandby             // a standby's data, promoted once the Lease is held
+	startPrimary             // a primary's data, with the Lease
+	staysDown                // a primary's data, without the Lease
+)
+
+// targetPrimaryStart decides from the data directory's standby.signal,
+// never from what postgres answers: a standby too busy to answer is
+// still a standby, and stopping it would only delay the failover. A
+// standby's data always starts as a standby and is promoted: started as a
+// primary it would stay on its timeline, and the old primary's WAL past
+// that point could no longer be told from the new one's (pg_rewind
+// would see no fork).
+func targetPrimaryStart(running, standbySignal, leading bool) startAction {
+	switch {
+	case running && !standbySignal && !leading:
+		return stopAtOnce
+	case running:
+		return keepRunning
+	case standbySignal:
+		return startStandby
+	case leading:
+		return startPrimary
+	}
+	return staysDown
+}
+
+// serveAsPrimary: the Lease is held and postgres runs as primary.
+func (a *Agent) serveAsPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	if err := a.configure(ctx, c, a.report.Standbys); err != nil {
 		return err
 	}
@@ -74,15 +120,7 @@ func (a *Agent) asPrimary(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 func (a *Agent) awaitLease(ctx context.Context) error {
 	if a.pg.running() {
 		a.observe(ctx)
-		if !a.report.isReplica() {
-			// A primary without the Lease (lost between two steps): the
-			// fence did or will stop it.
-			a.pg.stop(stopImmediate, 5*time.Second)
-		}
 		return nil
-	}
-	if a.pg.standby() {
-		return a.pg.start()
 	}
 	a.report.Role, a.report.Ready = "down", false
 	a.report.Message = "waiting for the primary Lease"
