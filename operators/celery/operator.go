@@ -329,6 +329,10 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 		// A new digest brings the children pass, which rolls the pods.
 		next.ConfigHash = st.hash
 		workers, werr := st.prober.Workers()
+		if werr == nil {
+			redisBroker := strings.HasPrefix(st.brokerURL, "redis")
+			setScaleDownSafe(&next.Conditions, scaleDownSafe(redisBroker, workers, cc.Generation), redisBroker)
+		}
 		var pools []v1alpha1.PoolStatus
 		for _, p := range cc.Spec.Pools {
 			pools = append(pools, r.decide(ctx, cc, p, st, now, backlogs, workers, werr, log))

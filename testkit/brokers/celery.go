@@ -58,9 +58,31 @@ func SendTasksWith(transport map[string]any, brokerURL, queue, task string, n, p
 	return nil
 }
 
+// KombuShutdownFix is Python that test apps run before they import
+// Celery: kombu before 5.3 (Debian 12 ships 5.2.4) loses the message that
+// a Redis channel's pending BRPOP takes while the channel closes, at a
+// worker's shutdown; kombu 5.3 reads that reply in close(), which gives
+// the message back to the queue (celery/kombu#1733). This is that change,
+// for the kombu the tests have; the operator says which Celery it needs
+// (condition ScaleDownSafe).
+const KombuShutdownFix = `
+import kombu as _kombu
+if tuple(int(x) for x in _kombu.__version__.split(".")[:2]) < (5, 3):
+    from kombu.transport import redis as _kredis
+    _kredis_close = _kredis.Channel.close
+    def _close_reading_brpop(self):
+        if self._in_poll:
+            try:
+                self._brpop_read()
+            except _kredis.Empty:
+                pass
+        _kredis_close(self)
+    _kredis.Channel.close = _close_reading_brpop
+`
+
 // tasksModule is the app a test worker runs: acks_late with prefetch, the
 // setting under which a busy queue's list looks empty.
-const tasksModule = `
+var tasksModule = KombuShutdownFix + `
 import json, os, time
 from celery import Celery
 app = Celery("tasks", broker=os.environ["SETPOINT_BROKER_URL"])
@@ -157,3 +179,12 @@ func (w *Worker) Shutdown() {
 
 // Stop kills the worker at once (a test need not wait for its tasks).
 func (w *Worker) Stop() { w.p.kill() }
+
+// CeleryVersion is the version of the Celery the test workers run.
+func CeleryVersion() (string, error) {
+	out, err := exec.Command(Python, "-c", "import celery; print(celery.__version__)").Output()
+	if err != nil {
+		return "", fmt.Errorf("celery version: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

@@ -281,7 +281,8 @@ type CeleryClusterStatus struct {
 	// +optional
 	Pools []PoolStatus `json:"pools,omitempty"`
 
-	// Conditions: Ready, Progressing, Degraded and BrokerReachable.
+	// Conditions: Ready, Progressing, Degraded, BrokerReachable and
+	// ScaleDownSafe (Redis: the workers run Celery 5.3 or later).
 	// +listType=map
 	// +listMapKey=type
 	// +optional

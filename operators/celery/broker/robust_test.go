@@ -77,6 +77,10 @@ func TestRedisKeyPrefixAndUnackedKey(t *testing.T) {
 func TestWorkersFromHeartbeats(t *testing.T) {
 	for _, b := range []struct{ name, url, queue string }{{"redis", redis.URL, "hb"}, {"rabbitmq", rabbit.URL, "ahb"}} {
 		t.Run(b.name, func(t *testing.T) {
+			version, err := brokers.CeleryVersion()
+			if err != nil {
+				t.Fatal(err)
+			}
 			p := open(t, b.url, broker.Options{})
 			if _, err := p.Workers(); !errors.Is(err, broker.ErrHeartbeatsUnknown) {
 				t.Fatalf("first call: %v, want ErrHeartbeatsUnknown (nothing heard yet)", err)
@@ -95,6 +99,9 @@ func TestWorkersFromHeartbeats(t *testing.T) {
 			waitWorker(t, p, host, func(w *broker.Worker) error {
 				if w == nil || w.Active != 0 || w.Silent {
 					return fmt.Errorf("want it idle")
+				}
+				if w.Version != version {
+					return fmt.Errorf("version %q, want %q", w.Version, version)
 				}
 				return nil
 			})

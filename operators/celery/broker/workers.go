@@ -32,6 +32,8 @@ type Worker struct {
 	// thread that sends them). Its Active is then the last one heard.
 	// A silent worker is forgotten after silentRetention.
 	Silent bool
+	// Version is the Celery version it runs (its heartbeats' sw_ver).
+	Version string
 }
 
 // ErrHeartbeatsUnknown is returned by Workers while the list of workers
@@ -143,6 +145,7 @@ func (h *heartbeats) event(body []byte) {
 		Active    int     `json:"active"`
 		Processed int64   `json:"processed"`
 		Freq      float64 `json:"freq"`
+		Version   string  `json:"sw_ver"`
 	}
 	if json.Unmarshal(body, &e) != nil || e.Hostname == "" || !strings.HasPrefix(e.Type, "worker-") {
 		return
@@ -155,7 +158,7 @@ func (h *heartbeats) event(body []byte) {
 	}
 	now := h.now()
 	life := max(time.Duration(e.Freq*2.5*float64(time.Second)), workerExpiry)
-	h.workers[e.Hostname] = worker{Worker{Hostname: e.Hostname, Active: e.Active, Processed: e.Processed, Seen: now}, now.Add(life)}
+	h.workers[e.Hostname] = worker{Worker{Hostname: e.Hostname, Active: e.Active, Processed: e.Processed, Seen: now, Version: e.Version}, now.Add(life)}
 }
 
 // kombuBody is the payload of a message kombu's virtual transports
