@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -29,7 +30,9 @@ import (
 type Options struct {
 	// Name identifies the operator: the field manager of its writes, the
 	// source of its Events, the name of its leader-election Lease.
-	// Default "setpoint".
+	// Default "setpoint". It is also the app.kubernetes.io/managed-by
+	// label of its children, so it must be a label value and a Lease name:
+	// at most 63 lowercase letters, digits, '-' and '.'.
 	Name string
 	// Prefix of the annotations and finalizer Setpoint keeps on handled
 	// objects (default "setpoint.dev"). Two operators that handle the same
@@ -125,6 +128,9 @@ type setupper interface {
 func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	if opts.Name == "" {
 		opts.Name = "setpoint"
+	}
+	if err := validName(opts.Name); err != nil {
+		return nil, err
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "setpoint.dev"
@@ -372,6 +378,17 @@ func oneBookPerKind(kinds []setupper) error {
 			return fmt.Errorf("two Watch registrations of %s have change handlers; they would share one diff base on each object: register the handlers on one Watch (filters go on the Watch, When and ID on handlers), or run two Operators with different Options.Prefix", gvk.Kind)
 		}
 		seen[gvk] = true
+	}
+	return nil
+}
+
+// validName refuses a name that would make every child's apply fail (a
+// label value longer than 63 characters) or the Lease unnamable, here
+// rather than as an apply error on each object.
+func validName(name string) error {
+	errs := append(validation.IsValidLabelValue(name), validation.IsDNS1123Subdomain(name)...)
+	if len(errs) > 0 {
+		return fmt.Errorf("operator name %q: it labels the children (app.kubernetes.io/managed-by) and names the Lease: %s", name, errs[0])
 	}
 	return nil
 }

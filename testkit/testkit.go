@@ -208,8 +208,10 @@ func (e *Environment) ProcessNamespace(t testing.TB) string {
 func (e *Environment) namespace(t testing.TB, mutate func(*corev1.Namespace)) string {
 	t.Helper()
 	base := strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	if len(base) > 50 {
-		base = strings.TrimRight(base[:50], "-")
+	// 40 + "-" + 6 leaves 16 characters for a prefix: tests name their
+	// operators "<prefix>-<namespace>", which must fit a label value (63).
+	if len(base) > 40 {
+		base = strings.TrimRight(base[:40], "-")
 	}
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)

@@ -164,6 +164,11 @@ func (s *server) bootstrap(ctx context.Context, cr credentials, db, owner string
 	}
 	defer c.Close(context.Background())
 	steps := []struct{ what, sql string }{
+		// The agent's own writes never wait for a synchronous standby:
+		// with dataDurability required, the first primary's would wait
+		// for replicas that clone only once it is ready (it never
+		// would be), and a new primary's for a replica to follow it.
+		{"local commits", "SET synchronous_commit TO local"},
 		{"superuser password", "ALTER ROLE postgres PASSWORD " + literal(cr.superuser)},
 		{"replication role", fmt.Sprintf(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%s') THEN CREATE ROLE %s REPLICATION LOGIN; END IF; END $$`, replicationUser, replicationUser)},
 		{"replication password", "ALTER ROLE " + replicationUser + " PASSWORD " + literal(cr.replication)},
