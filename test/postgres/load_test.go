@@ -39,6 +39,25 @@ done`, n, cluster, secret)
 	return done
 }
 
+// inserts is how many the writer tries, one connection each (about 0.2 s
+// apiece): enough to span a failover or a switchover and what follows.
+const inserts = 150
+
+// writeAndWaitForARow starts writer and returns once its first row is
+// stored, so that a fault injected next falls among the writes.
+func writeAndWaitForARow(t testing.TB, ns, cluster string, n int) <-chan []int {
+	t.Helper()
+	acked := writer(t, ns, cluster, n)
+	testkit.Eventually(t, time.Minute, func() error {
+		got, err := psql(t, ns, cluster, cluster+"-rw", "SELECT count(*) FROM acked")
+		if err != nil || got == "0" {
+			return fmt.Errorf("no write yet: %s %v", got, err)
+		}
+		return nil
+	})
+	return acked
+}
+
 func ids(out string) []int {
 	var got []int
 	for _, f := range strings.Fields(out) {
@@ -56,15 +75,8 @@ func TestSwitchoverUnderLoadLosesNoCommit(t *testing.T) {
 	testkit.Create(t, cluster(ns, "pg", 2))
 	waitHealthy(t, ns, "pg", 4*time.Minute)
 	mustPsql(t, ns, "pg", "pg-rw", "CREATE TABLE acked (id int primary key)")
-	acked := writer(t, ns, "pg", 300)
 	// Let some writes land, then switch over in the middle of them.
-	testkit.Eventually(t, time.Minute, func() error {
-		n, err := psql(t, ns, "pg", "pg-rw", "SELECT count(*) FROM acked")
-		if err != nil || n == "0" {
-			return fmt.Errorf("no write yet: %s %v", n, err)
-		}
-		return nil
-	})
+	acked := writeAndWaitForARow(t, ns, "pg", inserts)
 	c := get(t, ns, "pg")
 	patch := fmt.Sprintf(`{"metadata":{"annotations":{%q:"pg-2"}}}`, pgop.AnnotationSwitchover)
 	if err := testkit.Env(t).Client.Patch(t.Context(), c, client.RawPatch(types.MergePatchType, []byte(patch))); err != nil {
@@ -82,11 +94,11 @@ func TestSwitchoverUnderLoadLosesNoCommit(t *testing.T) {
 	}
 	stored := ids(mustPsql(t, ns, "pg", "pg-rw", "SELECT id FROM acked ORDER BY id"))
 	lost := missing(sent, stored)
-	t.Logf("%d of 300 inserts acknowledged (the rest refused while the primary moved), %d stored", len(sent), len(stored))
+	t.Logf("%d of %d inserts acknowledged (the rest refused while the primary moved), %d stored", len(sent), inserts, len(stored))
 	if len(lost) > 0 {
 		t.Errorf("acknowledged but lost in the switchover: %v", lost)
 	}
-	if len(sent) == 300 {
+	if len(sent) == inserts {
 		t.Logf("no insert was refused: the switchover may have come after the writer")
 	}
 }
@@ -111,14 +123,7 @@ func TestSyncFailoverUnderLoadLosesNoCommit(t *testing.T) {
 	testkit.Create(t, c)
 	waitHealthy(t, ns, "pg", 4*time.Minute)
 	mustPsql(t, ns, "pg", "pg-rw", "CREATE TABLE acked (id int primary key)")
-	acked := writer(t, ns, "pg", 300)
-	testkit.Eventually(t, time.Minute, func() error {
-		n, err := psql(t, ns, "pg", "pg-rw", "SELECT count(*) FROM acked")
-		if err != nil || n == "0" {
-			return fmt.Errorf("no write yet: %s %v", n, err)
-		}
-		return nil
-	})
+	acked := writeAndWaitForARow(t, ns, "pg", inserts)
 	old := get(t, ns, "pg").Status.CurrentPrimary
 	testkit.MustKubectl(t, "-n", ns, "exec", old, "-c", "postgres", "--", "sh", "-c", "kill -KILL -1")
 	var sent []int
@@ -133,11 +138,11 @@ func TestSyncFailoverUnderLoadLosesNoCommit(t *testing.T) {
 	}
 	stored := ids(mustPsql(t, ns, "pg", "pg-rw", "SELECT id FROM acked ORDER BY id"))
 	lost := missing(sent, stored)
-	t.Logf("%d of 300 inserts acknowledged, %d stored, primary %s → %s", len(sent), len(stored), old, c.Status.CurrentPrimary)
+	t.Logf("%d of %d inserts acknowledged, %d stored, primary %s → %s", len(sent), inserts, len(stored), old, c.Status.CurrentPrimary)
 	if len(lost) > 0 {
 		t.Errorf("acknowledged but lost in the failover: %v", lost)
 	}
-	if len(sent) == 300 {
+	if len(sent) == inserts {
 		t.Errorf("no insert was refused: the failover came after the writer, and the test proves nothing")
 	}
 }

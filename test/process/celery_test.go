@@ -31,7 +31,8 @@ import (
 // The Celery app of the tests: tasks that sleep, each run recorded in the
 // result backend (the list runs:<task id> gets the worker's name), with
 // their starts tracked. slow is acknowledged early (Celery's default),
-// slow_late after it ran. The workers carry kombu 5.3's fix for a task
+// slow_late after it ran; held runs until the test sets release:<task id>
+// (or for its argument in seconds). The workers carry kombu 5.3's fix for a task
 // lost at a worker's shutdown (brokers.KombuShutdownFix): Debian's kombu
 // lacks it, and it lost one task in five runs of
 // TestCeleryTasksThroughScaleCycles.
@@ -54,6 +55,15 @@ def slow(self, seconds):
 @app.task(bind=True, acks_late=True)
 def slow_late(self, seconds):
     return run(self, seconds)
+
+@app.task(bind=True)
+def held(self, seconds):
+    r = app.backend.client
+    r.rpush("runs:" + self.request.id, self.request.hostname)
+    deadline = time.time() + seconds
+    while time.time() < deadline and not r.exists("release:" + self.request.id):
+        time.sleep(0.2)
+    return "released"
 `
 
 // celeryApp writes tasks.py into a directory of the test's and returns it
@@ -183,8 +193,8 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 	// Three idle workers first, so that the three tasks go one to each
 	// (a worker busy with one task would reserve another: prefetch).
 	pool := elasticPool("default", "work", 3, 1, "")
-	// The long task outlasts the steps below on a busy machine, and its
-	// worker's warm shutdown may take all of what is left of it.
+	// The long task runs until the test releases it, once its worker was
+	// told to stop; the grace period outlasts its 110 s bound.
 	pool.MinReplicas, pool.ScaleToZero, pool.TerminationGracePeriodSeconds = ptr(int32(3)), false, ptr(int64(120))
 	cc := celeryCluster(ns, app, pool)
 	testkit.Create(t, cc)
@@ -197,7 +207,7 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 		}
 		return nil
 	})
-	sendTasks(t, ns, db0, map[string]sent{"long-1": {"slow", "work", 90}, "short-1": {"slow", "work", 1}, "short-2": {"slow", "work", 1}})
+	sendTasks(t, ns, db0, map[string]sent{"long-1": {"held", "work", 110}, "short-1": {"slow", "work", 1}, "short-2": {"slow", "work", 1}})
 	var long taskState
 	testkit.Eventually(t, 2*time.Minute, func() error {
 		if long = state(t, ns, 0, "long-1"); long.Status != "STARTED" || long.Hostname == "" {
@@ -263,8 +273,10 @@ func TestCeleryBusyWorkersStayAndConfigChangesRoll(t *testing.T) {
 	if s := state(t, ns, 0, "long-1"); s.Status != "STARTED" {
 		t.Fatalf("long-1 is %s already when its worker was told to stop: the test proves nothing", s.Status)
 	}
+	testkit.MustKubectl(t, "-n", ns, "exec", "client", "--", brokers.Python, "-c",
+		`import redis; redis.Redis(host="redis", db=0).set("release:long-1", 1)`)
 	testkit.Eventually(t, 2*time.Minute, func() error {
-		if s := state(t, ns, 0, "long-1"); s.Status != "SUCCESS" || s.Result != "slept 90" || len(s.Runs) != 1 {
+		if s := state(t, ns, 0, "long-1"); s.Status != "SUCCESS" || s.Result != "released" || len(s.Runs) != 1 {
 			return fmt.Errorf("long-1: %+v", s)
 		}
 		return nil
