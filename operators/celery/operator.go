@@ -331,7 +331,7 @@ func (r *reconciler) poll(ctx context.Context, cc *v1alpha1.CeleryCluster, log l
 		workers, werr := st.prober.Workers()
 		if werr == nil {
 			redisBroker := strings.HasPrefix(st.brokerURL, "redis")
-			setScaleDownSafe(&next.Conditions, scaleDownSafe(redisBroker, workers, cc.Generation), redisBroker)
+			setScaleDownSafe(&next.Conditions, scaleDownSafe(redisBroker, ownWorkers(cc, workers), cc.Generation), redisBroker)
 		}
 		var pools []v1alpha1.PoolStatus
 		for _, p := range cc.Spec.Pools {

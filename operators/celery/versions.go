@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operators/celery/broker"
 )
 
@@ -18,7 +19,7 @@ import (
 // the message that BRPOP takes in that instant: it is then neither in the
 // queue nor held unacknowledged, and never runs (celery/kombu#1733).
 // Every scale-down is such a shutdown, so the autoscaler makes the loss
-// likely; the condition names the workers and the fix. RabbitMQ is not
+// likely; the condition names the versions and the fix. RabbitMQ is not
 // affected and gets no condition.
 const (
 	ConditionScaleDownSafe = "ScaleDownSafe"
@@ -69,6 +70,22 @@ func majorMinor(version string) ([2]int, bool) {
 		return [2]int{}, false
 	}
 	return [2]int{major, n}, true
+}
+
+// ownWorkers are the workers of cc's pools among those the broker's
+// heartbeats tell of: another app's workers on the same broker are not
+// this cluster's to judge.
+func ownWorkers(cc *v1alpha1.CeleryCluster, workers []broker.Worker) []broker.Worker {
+	var own []broker.Worker
+	for _, w := range workers {
+		for _, p := range cc.Spec.Pools {
+			if strings.HasPrefix(w.Hostname, WorkerHostname(p, ComponentName(cc, p.Name)+"-")) {
+				own = append(own, w)
+				break
+			}
+		}
+	}
+	return own
 }
 
 // setScaleDownSafe puts c in conds, or removes the condition when c is nil

@@ -6,6 +6,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	v1alpha1 "github.com/setpoint-dev/setpoint/api/celery/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operators/celery/broker"
 )
 
@@ -43,5 +44,20 @@ func TestScaleDownSafe(t *testing.T) {
 				t.Errorf("got %s %q, want %s containing %q", c.Status, c.Message, tc.want, tc.message)
 			}
 		})
+	}
+}
+
+func TestOwnWorkers(t *testing.T) {
+	cc := &v1alpha1.CeleryCluster{ObjectMeta: metav1.ObjectMeta{Name: "tasks"},
+		Spec: v1alpha1.CeleryClusterSpec{Pools: []v1alpha1.Pool{{Name: "default"}, {Name: "mail"}}}}
+	var got []string
+	for _, w := range ownWorkers(cc, []broker.Worker{
+		{Hostname: "default@tasks-default-7d9c-abcde"}, {Hostname: "mail@tasks-mail-5f6-xyz12"},
+		{Hostname: "default@other-default-1-2"}, {Hostname: "celery@laptop"},
+	}) {
+		got = append(got, w.Hostname)
+	}
+	if want := "default@tasks-default-7d9c-abcde mail@tasks-mail-5f6-xyz12"; strings.Join(got, " ") != want {
+		t.Errorf("got %v, want %s", got, want)
 	}
 }
