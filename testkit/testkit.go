@@ -359,3 +359,19 @@ func Create(t testing.TB, objs ...client.Object) {
 		}
 	}
 }
+
+// EnvCount is the positive number in the environment variable name, or
+// def when it is unset: how long suites (make chaos) size the short
+// versions make test runs.
+func EnvCount(t testing.TB, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}

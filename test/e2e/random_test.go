@@ -56,13 +56,7 @@ func TestRandomEditsConvergeExactly(t *testing.T) {
 			t.Logf("replay with SETPOINT_RANDOM_SEED=%d", seed)
 		}
 	})
-	edits := randomEdits
-	if s := os.Getenv("SETPOINT_RANDOM_EDITS"); s != "" {
-		var err error
-		if edits, err = strconv.Atoi(s); err != nil || edits < 1 {
-			t.Fatalf("SETPOINT_RANDOM_EDITS=%q: want a positive number", s)
-		}
-	}
+	edits := testkit.EnvCount(t, "SETPOINT_RANDOM_EDITS", randomEdits)
 	rnd := rand.New(rand.NewPCG(seed, 14))
 	var counter testkit.WriteCounter
 	passes, count := passCounter()

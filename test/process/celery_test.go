@@ -320,7 +320,7 @@ func poolPods(t *testing.T, ns, pool string) []string {
 // chaos sends 200 of 1–20 s (SETPOINT_CELERY_TASKS,
 // SETPOINT_CELERY_MAX_SECONDS; make test 60 of 1–5 s).
 func TestCeleryTasksThroughScaleCycles(t *testing.T) {
-	n, longest := envInt(t, "SETPOINT_CELERY_TASKS", 60), envInt(t, "SETPOINT_CELERY_MAX_SECONDS", 5)
+	n, longest := testkit.EnvCount(t, "SETPOINT_CELERY_TASKS", 60), testkit.EnvCount(t, "SETPOINT_CELERY_MAX_SECONDS", 5)
 	seed := time.Now().UnixNano()
 	t.Logf("%d tasks of 1–%d s, seed %d", n, longest, seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -425,18 +425,6 @@ func getCluster(t *testing.T, ns string) *celeryv1alpha1.CeleryCluster {
 		t.Fatal(err)
 	}
 	return cc
-}
-
-func envInt(t *testing.T, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		t.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
 }
 
 // startRedis runs redis-server as a pod behind the Service redis.
