@@ -418,12 +418,24 @@ func userAnnotations(o client.Object) map[string]string {
 // Get reads an object of the kind from the cache its handlers, timers and
 // daemons are driven by. A daemon that reads its object again this way
 // never sees it missing while it runs, as a second (typed) cache of the
-// kind, which lags this one, could report.
+// kind, which lags this one, could report. Nor does it see a copy older
+// than the operator's own last write of the object (PatchStatus, a
+// pass's bookkeeping): while the cache is behind that, Get reads from the
+// API server.
 func (k *Kind[T]) Get(ctx context.Context, key types.NamespacedName) (T, error) {
 	u := k.newUnstructured()
 	if err := k.op.mgr.GetCache().Get(ctx, key, u); err != nil {
 		var zero T
 		return zero, err
+	}
+	if k.fresh.behind(u.GetUID(), u.GetResourceVersion()) {
+		// The cache has not seen this operator's own last write yet: a
+		// caller deciding from it would undo or skip that write.
+		u = k.newUnstructured()
+		if err := k.op.mgr.GetAPIReader().Get(ctx, key, u); err != nil {
+			var zero T
+			return zero, err
+		}
 	}
 	return k.decode(u)
 }
