@@ -38,6 +38,10 @@ type container struct {
 	runs     int           // how many times it was started
 	exited   chan struct{} // closed when proc has been waited for
 	killedBy string        // why we ended the process, if we did
+	// nextImage is the image a pod update asked for, taken at the next
+	// start; respecced says the running process was ended for it.
+	nextImage string
+	respecced bool
 }
 
 func newContainer(spec corev1.Container, init bool) *container {
@@ -67,6 +71,58 @@ func (c *container) running() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.state.Running != nil
+}
+
+// respec takes the image a pod update names. It reports whether the
+// running process must end for it, as the kubelet restarts a container
+// whose definition changed; a container not running takes it at its next
+// start.
+func (c *container) respec(image string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	want := c.spec.Image
+	if c.nextImage != "" {
+		want = c.nextImage
+	}
+	if image == want {
+		return false
+	}
+	c.nextImage = image
+	c.respecced = c.state.Running != nil
+	return c.respecced
+}
+
+// takeImage makes the image asked for the container's own, before a start.
+func (c *container) takeImage() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nextImage != "" {
+		c.spec.Image, c.nextImage = c.nextImage, ""
+	}
+}
+
+// startedStale reports whether an update asked for another image while
+// this process was starting (respec saw it not running yet): it must end
+// too.
+func (c *container) startedStale() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nextImage == "" || c.respecced {
+		return false
+	}
+	c.respecced = true
+	return true
+}
+
+// endedForRespec reports, once, that the process ended because its
+// definition changed: it starts again at once, whatever the restart policy
+// and with no back-off, as on a kubelet.
+func (c *container) endedForRespec() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r := c.respecced
+	c.respecced = false
+	return r
 }
 
 // launch is what a container's process needs from its pod.
@@ -224,6 +280,13 @@ func (c *container) wait() int32 {
 		t.Message = c.killedBy
 	}
 	c.state = corev1.ContainerState{Terminated: t}
+	if c.respecced {
+		// It starts again at once, as a kubelet does in the same sync:
+		// never a terminated container (a pod of restartPolicy Never
+		// would be reported Succeeded, a phase there is no way back from).
+		c.last = c.state
+		c.state = corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
+	}
 	c.ready = false
 	return code
 }

@@ -208,3 +208,37 @@ func TestDeletedWhileStarting(t *testing.T) {
 		waitGone(t, ns, "early-"+strconv.Itoa(i), 30*time.Second)
 	}
 }
+
+// A new image for a running container restarts it at once, with its
+// preStop hook and whatever the restart policy (the kubelet restarts a
+// container whose definition changed); the status names the new image.
+func TestImageChangeRestartsTheContainer(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	host := t.TempDir()
+	p := processPod(ns, "respec", `echo "started $IMAGE_SEEN" >> /out/log; trap 'exit 0' TERM; while :; do sleep 0.1; done`)
+	p.Spec.RestartPolicy = corev1.RestartPolicyNever
+	c := &p.Spec.Containers[0]
+	c.VolumeMounts = []corev1.VolumeMount{{Name: "out", MountPath: "/out"}}
+	c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"sh", "-c", "echo preStop >> /out/log"}}}}
+	p.Spec.Volumes = []corev1.Volume{{Name: "out", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: host}}}}
+	createPod(t, p)
+	waitPod(t, ns, "respec", time.Minute, "Ready", ready)
+
+	mustKubectl(t, "-n", ns, "set", "image", "pod/respec", "main=debian:13")
+	got := waitPod(t, ns, "respec", time.Minute, "restarted on debian:13", func(p *corev1.Pod) bool {
+		st := containerStatus(p, "main")
+		return st.RestartCount == 1 && st.Image == "debian:13" && st.State.Running != nil
+	})
+	if got.Status.Phase != corev1.PodRunning {
+		t.Errorf("phase %s, want Running (restartPolicy Never does not hold a definition change back)", got.Status.Phase)
+	}
+	if last := containerStatus(got, "main").LastTerminationState.Terminated; last == nil || last.Message != "definition changed" {
+		t.Errorf("last termination %+v, want the definition change named", last)
+	}
+	b, _ := os.ReadFile(filepath.Join(host, "log"))
+	if got := strings.Fields(string(b)); strings.Join(got, " ") != "started preStop started" {
+		t.Errorf("log %q, want a start, the preStop hook, a second start", got)
+	}
+	testkit.WaitEvent(t, got, "Container main definition changed, will be restarted", 10*time.Second)
+
+}

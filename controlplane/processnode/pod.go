@@ -62,6 +62,28 @@ func (w *podWorker) update(pod *corev1.Pod) {
 	w.mu.Unlock()
 	if pod.DeletionTimestamp != nil {
 		w.delOnce.Do(func() { close(w.deleted) })
+		return
+	}
+	w.respec(pod)
+}
+
+// respec restarts the containers whose image the pod now names otherwise
+// (the one field of a running container an update may change), with their
+// preStop hooks and grace period, as the kubelet does.
+func (w *podWorker) respec(pod *corev1.Pod) {
+	for i, c := range w.ctrs {
+		if i >= len(pod.Spec.Containers) || pod.Spec.Containers[i].Name != c.spec.Name {
+			continue
+		}
+		if !c.respec(pod.Spec.Containers[i].Image) {
+			continue
+		}
+		w.rt.event(pod, corev1.EventTypeNormal, "Killing", fmt.Sprintf("Container %s definition changed, will be restarted", c.spec.Name))
+		go func() {
+			deadline := time.Now().Add(w.gracePeriod())
+			w.preStop(c, deadline)
+			c.kill("definition changed", max(time.Until(deadline), 0))
+		}()
 	}
 }
 
@@ -290,6 +312,9 @@ func (w *podWorker) supervise(ctx context.Context, c *container, policy corev1.R
 		if ctx.Err() != nil {
 			return
 		}
+		if c.endedForRespec() {
+			continue
+		}
 		if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && err == nil && code == 0) {
 			return
 		}
@@ -327,6 +352,7 @@ func backoff(base time.Duration, n int, max time.Duration) time.Duration {
 // to end. A start that fails (no such command) counts as exit code 128.
 func (w *podWorker) runOnce(ctx context.Context, c *container) (int32, error) {
 	pod := w.current()
+	c.takeImage()
 	l, argv, err := w.prepareLaunch(ctx, pod, c)
 	if ctx.Err() != nil {
 		return 0, errStopped
@@ -345,6 +371,9 @@ func (w *podWorker) runOnce(ctx context.Context, c *container) (int32, error) {
 		// Stopped while starting: terminate may have looked before this
 		// process existed, so it is ended here.
 		c.kill("", w.gracePeriod())
+	}
+	if c.startedStale() {
+		go c.kill("definition changed", w.gracePeriod())
 	}
 	probeCtx, stopProbes := context.WithCancel(ctx)
 	done := make(chan struct{})
