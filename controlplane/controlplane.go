@@ -478,6 +478,19 @@ func (c *ControlPlane) Pids() []int {
 	return pids
 }
 
+// Pid is the process id of the running component name (Etcd,
+// KubeAPIServer, …), for tests that freeze or signal one of them.
+func (c *ControlPlane) Pid(name string) (int, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range c.procs {
+		if p.name == name {
+			return p.Pid(), true
+		}
+	}
+	return 0, false
+}
+
 // Stop ends every component, newest first so that clients go before the
 // API server and the API server before etcd, and removes the directory if
 // Start made it. It is safe to call more than once.

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,10 +43,9 @@ func newPostgresAgentCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("in-cluster config: %w", err)
 			}
+			// The agent's client reads its PostgresCluster only: a scheme
+			// of every built-in kind would be memory in every pod.
 			scheme := runtime.NewScheme()
-			if err := clientgoscheme.AddToScheme(scheme); err != nil {
-				return err
-			}
 			if err := postgresv1alpha1.AddToScheme(scheme); err != nil {
 				return err
 			}

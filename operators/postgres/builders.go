@@ -32,6 +32,18 @@ func Role(c *v1alpha1.PostgresCluster, instance string) string {
 	return RoleReplica
 }
 
+// InstanceImage is the image of an instance's pod: the one its status
+// names (a rolling update moves the instances one at a time), else
+// spec.imageName.
+func InstanceImage(c *v1alpha1.PostgresCluster, instance string) string {
+	for _, in := range c.Status.Instances {
+		if in.Name == instance && in.Image != "" {
+			return in.Image
+		}
+	}
+	return c.Spec.ImageName
+}
+
 // Claim is an instance's PersistentVolumeClaim, named like its pod.
 func Claim(c *v1alpha1.PostgresCluster, instance string) *corev1.PersistentVolumeClaim {
 	size := resource.MustParse("1Gi")
@@ -72,7 +84,7 @@ func Pod(c *v1alpha1.PostgresCluster, instance, agentImage string) *corev1.Pod {
 			}},
 			Containers: []corev1.Container{{
 				Name:    "postgres",
-				Image:   c.Spec.ImageName,
+				Image:   InstanceImage(c, instance),
 				Command: []string{controllerDir + "/setpoint", "postgres-agent", "run"},
 				Env:     agentEnv(c),
 				Ports: []corev1.ContainerPort{

@@ -96,9 +96,19 @@ func Decide(o Observation) Decision {
 		if old := st.CurrentPrimary; old != "" && knownStopped(o, old) {
 			d.BreakLeaseOf = old
 		}
+	case lonePrimaryRestarting(&st):
+		st.Phase = PhaseUpdating
+	case o.Reports[target] != nil && o.Reports[target].DiskFull:
+		// Its agent answers: the primary is stopped by its full volume.
+		// The replicas hold the same data on volumes of the same size, so
+		// a failover would only move the problem, and fail over again.
+		st.Phase = PhasePrimaryDown
+		d.Event = &Event{corev1.EventTypeWarning, ReasonDiskFull, fmt.Sprintf("primary %s stopped: its data volume is full; no failover (the replicas hold the same data on volumes of the same size): free space on it or grow spec.storage.size", target)}
 	default:
 		failover(o, &st, &d, why)
 	}
+	carryImages(o, &st)
+	rollImage(o, &st, &d)
 	if d.Event == nil {
 		d.Event = recloned(c.Status.Instances, st.Instances)
 	}
@@ -164,6 +174,23 @@ func drainSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decis
 	switchTo(o, st, d, elsewhere, "DrainSwitchover", "off node "+node+", which is cordoned")
 }
 
+// ReasonDiskFull: an instance's data volume is full.
+const ReasonDiskFull = "DiskFull"
+
+// diskFull makes Degraded say which volumes are full, whatever else it
+// says: it is the thing to act on.
+func diskFull(st *v1alpha1.PostgresClusterStatus, set func(typ string, ok bool, reason, msg string)) {
+	var full []string
+	for _, in := range st.Instances {
+		if in.DiskFull {
+			full = append(full, in.Name)
+		}
+	}
+	if len(full) > 0 {
+		set(ConditionDegraded, true, ReasonDiskFull, fmt.Sprintf("the data volume of %s is full: PostgreSQL cannot write there; free space or grow spec.storage.size", strings.Join(full, ", ")))
+	}
+}
+
 // recloned is a Warning for an instance whose data was cloned again.
 func recloned(before, now []v1alpha1.InstanceStatus) *Event {
 	for _, in := range now {
@@ -187,10 +214,16 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 	if c.Spec.FailoverDelay != nil {
 		delay = c.Spec.FailoverDelay.Duration
 	}
+	old := st.TargetPrimary
+	if o.Reports[old] == nil && !knownStopped(o, old) {
+		// Silence alone: the reports come through the API server's pod
+		// proxy, and when the API server blinks every agent is silent;
+		// the first look after it may hear a replica before the primary.
+		delay = max(delay, silenceGrace)
+	}
 	if o.Now.Sub(st.PrimaryUnhealthySince.Time) < delay {
 		return
 	}
-	old := st.TargetPrimary
 	next, reason := Candidate(c, old, o.Reports)
 	if next == "" {
 		d.Event = &Event{corev1.EventTypeWarning, "FailoverImpossible", fmt.Sprintf("primary %s is unhealthy (%s) and no replica can replace it: %s", old, why, reason)}
@@ -204,6 +237,11 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 	d.Event = &Event{corev1.EventTypeWarning, "FailingOver", fmt.Sprintf("primary %s unhealthy (%s) since %s: promoting %s (%s)",
 		old, why, st.PrimaryUnhealthySince.UTC().Format(time.RFC3339), next, reason)}
 }
+
+// silenceGrace is how long a primary whose agent does not answer, with
+// no sign that its pod stopped, must stay silent before a failover, even
+// with failoverDelay 0.
+const silenceGrace = 3 * time.Second
 
 // primaryHealth: the agent answers, runs postgres as primary, holds the
 // Lease and is ready. Pod readiness is not looked at: it lags.
@@ -246,7 +284,7 @@ func knownStopped(o Observation, instance string) bool {
 // Switchover moves the primary to instance to, if the cluster is healthy
 // and to is a ready replica; otherwise it says why not.
 func Switchover(st *v1alpha1.PostgresClusterStatus, to string) error {
-	if st.Phase != PhaseHealthy && st.Phase != PhaseWaiting {
+	if st.Phase != PhaseHealthy && st.Phase != PhaseWaiting && st.Phase != PhaseUpdating {
 		return fmt.Errorf("the cluster is %s, not healthy", st.Phase)
 	}
 	if to == st.CurrentPrimary {
@@ -328,7 +366,8 @@ func instanceStatuses(names []string, reports map[string]*agent.Report, primary 
 		s := v1alpha1.InstanceStatus{Name: n, Role: "unknown", Message: "the agent does not answer"}
 		if r := reports[n]; r != nil {
 			s = v1alpha1.InstanceStatus{Name: n, Role: r.Role, Ready: r.Ready, Timeline: r.Timeline,
-				ReceivedLSN: r.ReceivedLSN, ReplayedLSN: r.ReplayedLSN, PendingRestart: r.PendingRestart, Message: r.Message, Recloned: r.Recloned}
+				ReceivedLSN: r.ReceivedLSN, ReplayedLSN: r.ReplayedLSN, PendingRestart: r.PendingRestart, Message: r.Message, Recloned: r.Recloned,
+				DiskFull: r.DiskFull}
 			if replay := ParseLSN(r.ReplayedLSN); r.Role == "replica" && head > replay && replay > 0 {
 				s.LagBytes = int64(head - replay)
 			}
@@ -362,11 +401,21 @@ func summarise(c *v1alpha1.PostgresCluster, st *v1alpha1.PostgresClusterStatus, 
 			ObservedGeneration: c.Generation, LastTransitionTime: metav1.NewTime(now)})
 	}
 	waiting := strings.Join(notReady, ", ")
+	defer diskFull(st, set)
 	switch st.Phase {
 	case PhaseHealthy:
 		set(ConditionReady, true, PhaseHealthy, fmt.Sprintf("primary %s, %s instances ready", st.CurrentPrimary, st.ReadyInstances))
 		set(ConditionProgressing, false, PhaseHealthy, "")
 		set(ConditionDegraded, false, PhaseHealthy, "")
+	case PhaseUpdating:
+		msg := rollingMessage(c, st, waiting)
+		primaryReady := false
+		for _, in := range st.Instances {
+			primaryReady = primaryReady || in.Name == st.CurrentPrimary && in.Ready
+		}
+		set(ConditionReady, primaryReady, st.Phase, fmt.Sprintf("primary %s, %s instances ready; %s", st.CurrentPrimary, st.ReadyInstances, msg))
+		set(ConditionProgressing, true, st.Phase, msg)
+		set(ConditionDegraded, false, st.Phase, "")
 	case PhaseWaiting:
 		set(ConditionReady, false, st.Phase, "waiting for "+waiting)
 		set(ConditionProgressing, true, st.Phase, "waiting for "+waiting)

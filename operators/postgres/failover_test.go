@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
@@ -112,7 +114,9 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-1": primary("0/3000000")}, nil, "pg-1", PhaseWaiting, false},
 		{"primary unreachable, its container dead: fail over and break its Lease", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": deadPod}, "pg-2", PhaseFailingOver, true},
-		{"primary unreachable but its container runs (cut off?): fail over, let the Lease expire", pgCluster(2, primaryIs("pg-1")),
+		{"primary silent but its container runs (an API server blip?): wait", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-1", PhasePrimaryDown, false},
+		{"primary silent for silenceGrace, its container running (cut off?): fail over, let the Lease expire", pgCluster(2, primaryIs("pg-1"), unhealthySince(silenceGrace)),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
 		{"primary without the Lease has fenced itself: break it", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
@@ -120,6 +124,8 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-1", PhasePrimaryDown, false},
 		{"after failoverDelay: fail over", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"primary stopped by a full volume: no failover", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": {Role: "down", DiskFull: true}, "pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-1", PhasePrimaryDown, false},
 		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{}, nil, "pg-1", PhasePrimaryDown, false},
 		{"a promotion under way is waited for", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
@@ -231,5 +237,23 @@ func TestLSN(t *testing.T) {
 	}
 	if ParseLSN("") != 0 || ParseLSN("x/1") != 0 {
 		t.Error("bad LSNs parse as something")
+	}
+}
+
+// A full volume is what Degraded names, and a Warning says why there is
+// no failover.
+func TestDiskFull(t *testing.T) {
+	c := pgCluster(2, primaryIs("pg-1"))
+	d := Decide(Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{
+		"pg-1": {Role: "down", Leader: true, DiskFull: true, Message: "postgres does not answer yet"}, "pg-2": replica("0/3000000", "0/3000000")}})
+	deg := meta.FindStatusCondition(d.Status.Conditions, ConditionDegraded)
+	if deg == nil || deg.Status != metav1.ConditionTrue || deg.Reason != ReasonDiskFull || !strings.Contains(deg.Message, "pg-1") {
+		t.Errorf("Degraded %+v, want DiskFull naming pg-1", deg)
+	}
+	if d.Event == nil || d.Event.Reason != ReasonDiskFull || d.Event.Type != corev1.EventTypeWarning {
+		t.Errorf("event %+v", d.Event)
+	}
+	if !d.Status.Instances[0].DiskFull {
+		t.Errorf("pg-1's status does not say its volume is full")
 	}
 }

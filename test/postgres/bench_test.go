@@ -86,8 +86,21 @@ func benchFailover(b *testing.B, kill string, restart bool) {
 		})
 		tr.rejoin = time.Since(start)
 		trials = append(trials, tr)
+		explain(b, ns, i, tr)
 	}
 	report(b, trials)
+}
+
+// explain logs each trial, and for a slow one the cluster's Events, so
+// an outlier can be read afterwards.
+func explain(b *testing.B, ns string, i int, tr trial) {
+	c := get(b, ns, "pg")
+	b.Logf("trial %d: decide %s promote %s write %s rejoin %s; %s", i, tr.decide, tr.promote, tr.write, tr.rejoin, c.Status.LastFailover)
+	if tr.write > 10*time.Second {
+		for _, e := range testkit.Events(b, c) {
+			b.Logf("  %s", e)
+		}
+	}
 }
 
 // BenchmarkPostgresSwitchover: the request to the first committed INSERT
@@ -129,6 +142,7 @@ func BenchmarkPostgresSwitchover(b *testing.B) {
 			return nil
 		})
 		trials = append(trials, tr)
+		explain(b, ns, i, tr)
 	}
 	report(b, trials)
 	waitHealthy(b, ns, "pg", 3*time.Minute)

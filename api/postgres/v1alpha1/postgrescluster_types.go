@@ -16,6 +16,7 @@ import (
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.readyInstances`,description="ready/desired instances"
 // +kubebuilder:printcolumn:name="Primary",type=string,JSONPath=`.status.currentPrimary`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Image",type=string,JSONPath=`.spec.imageName`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type PostgresCluster struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -39,11 +40,14 @@ type PostgresClusterSpec struct {
 	// ImageName is the container image of the instances: a PostgreSQL
 	// image with Debian's layout (/usr/lib/postgresql/<major>/bin), such
 	// as the official postgres images. The agent is copied into each pod
-	// from Setpoint's own image. Changing it is refused until rolling
-	// updates exist (a later release); on process nodes the host's
-	// PostgreSQL runs, whatever the image.
+	// from Setpoint's own image. A change rolls through the instances one
+	// at a time, replicas first, the primary last by a switchover. A new
+	// major version is not an update the agents can make (its data
+	// directory needs pg_upgrade): the first replica refuses to start on
+	// it and the rollout stops there, with the primary untouched. On
+	// process nodes the host's PostgreSQL runs, whatever the image.
 	// +kubebuilder:default="postgres:15"
-	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.imageName cannot be changed yet: rolling updates of PostgresClusters are not implemented"
+	// +kubebuilder:validation:MinLength=1
 	ImageName string `json:"imageName,omitempty"`
 
 	// PostgreSQL is the server's configuration.
@@ -156,8 +160,9 @@ type InitDBSpec struct {
 type PostgresClusterStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Phase is a one-word summary: Initializing, Healthy, FailingOver,
-	// SwitchingOver, Degraded.
+	// Phase is a one-word summary: Initializing, Healthy,
+	// WaitingForReplicas, PrimaryUnhealthy, FailingOver, SwitchingOver,
+	// RollingUpdate.
 	Phase string `json:"phase,omitempty"`
 	// ReadyInstances is "ready/desired".
 	ReadyInstances string `json:"readyInstances,omitempty"`
@@ -175,6 +180,10 @@ type PostgresClusterStatus struct {
 	PrimaryUnhealthySince *metav1.Time `json:"primaryUnhealthySince,omitempty"`
 	// LastFailover says when and why the primary last changed.
 	LastFailover string `json:"lastFailover,omitempty"`
+	// RollingUpdate is the instance a rolling update is restarting now,
+	// on the image its instance status names.
+	// +optional
+	RollingUpdate *RollingUpdate `json:"rollingUpdate,omitempty"`
 	// Instances are the agents' reports.
 	// +listType=map
 	// +listMapKey=name
@@ -208,6 +217,22 @@ type InstanceStatus struct {
 	Recloned int32 `json:"recloned,omitempty"`
 	// Message says what is wrong, when something is.
 	Message string `json:"message,omitempty"`
+	// DiskFull: the instance's data volume has less room than PostgreSQL
+	// needs to go on writing.
+	DiskFull bool `json:"diskFull,omitempty"`
+	// Image is the image of the instance's pod. During a rolling update
+	// it differs from spec.imageName until the instance's turn.
+	Image string `json:"image,omitempty"`
+}
+
+// RollingUpdate is one instance's restart on a new image: it is done once
+// its pod names the image, its container restarted (or the pod is a new
+// one) and its agent reports ready.
+type RollingUpdate struct {
+	Instance string `json:"instance"`
+	// PodUID and RestartCount are the pod's before the restart.
+	PodUID       string `json:"podUID,omitempty"`
+	RestartCount int32  `json:"restartCount,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -87,8 +87,12 @@ type Report struct {
 	PendingRestart []string `json:"pendingRestart,omitempty"`
 	// Recloned counts the times the data was thrown away and cloned
 	// again because a rewind failed.
-	Recloned int32  `json:"recloned,omitempty"`
-	Message  string `json:"message,omitempty"`
+	Recloned int32 `json:"recloned,omitempty"`
+	// DiskFull: the data volume has less room than PostgreSQL needs to
+	// go on (FreeBytes left).
+	DiskFull  bool   `json:"diskFull,omitempty"`
+	FreeBytes int64  `json:"freeBytes,omitempty"`
+	Message   string `json:"message,omitempty"`
 	// Time is when the report was made.
 	Time time.Time `json:"time"`
 }
@@ -199,8 +203,15 @@ func (a *Agent) step(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 	defer a.publish()
 	me := a.cfg.Instance
 	target := c.Status.TargetPrimary
+	a.checkVolume()
 	if !a.pg.hasData() {
 		if err := a.makeData(ctx, c); err != nil {
+			return err
+		}
+	}
+	if !a.pg.running() {
+		if err := a.pg.compatible(); err != nil {
+			a.report.Role, a.report.Ready = "down", false
 			return err
 		}
 	}
@@ -212,6 +223,20 @@ func (a *Agent) step(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 		return a.asPrimary(ctx, c)
 	}
 	return a.asReplica(ctx, c)
+}
+
+// checkVolume reports the data volume's free space, and says once when
+// it becomes full.
+func (a *Agent) checkVolume() {
+	free, err := volumeFree(a.pg.data)
+	if err != nil {
+		return
+	}
+	full := free < minFree
+	if full && !a.report.DiskFull {
+		a.log.Error(nil, "the data volume is full: postgres cannot write", "instance", a.cfg.Instance, "freeBytes", free)
+	}
+	a.report.DiskFull, a.report.FreeBytes = full, int64(free)
 }
 
 // makeData makes the data directory: initdb for the first primary of a

@@ -9,7 +9,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -37,11 +36,12 @@ type candidate struct {
 }
 
 func newCandidate(a *Agent) (*candidate, error) {
-	cs, err := kubernetes.NewForConfig(a.rest)
+	// Only the Leases' client: the agent's memory is counted per pod.
+	leases, err := coordinationv1client.NewForConfig(a.rest)
 	if err != nil {
 		return nil, fmt.Errorf("lease client: %w", err)
 	}
-	return &candidate{a: a, leases: cs.CoordinationV1()}, nil
+	return &candidate{a: a, leases: leases}, nil
 }
 
 // verify reads the Lease while leading and fences at once when another
