@@ -112,6 +112,8 @@ type Operator struct {
 	runCtx  context.Context // set by Run: lives as long as the operator
 	running bool
 	watched []func() client.Object // prototypes of watched kinds, for readiness
+	// watchErrs are the watches failing now, for readiness.
+	watchErrs watchFailures
 	// controllerIndexed lists the child kinds indexed by controller UID.
 	controllerIndexed map[schema.GroupVersionKind]bool
 	webhooks          *webhookServer // nil without Options.Webhooks
@@ -151,7 +153,8 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	// Requests log through the logger of their context, which is this
 	// one: capped, client-go never logs their bodies.
 	log = CappedLogger(log)
-	cacheOpts := cache.Options{}
+	op := &Operator{opts: opts, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}}
+	cacheOpts := cache.Options{DefaultWatchErrorHandler: op.watchFailed}
 	if opts.SyncPeriod > 0 {
 		cacheOpts.SyncPeriod = &opts.SyncPeriod
 	}
@@ -204,7 +207,8 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	return &Operator{opts: opts, mgr: mgr, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}, webhooks: ws}, nil
+	op.mgr, op.webhooks = mgr, ws
+	return op, nil
 }
 
 // Manager is the underlying controller-runtime manager, for what Setpoint
@@ -295,6 +299,9 @@ func (op *Operator) Run(ctx context.Context) error {
 	if err := op.mgr.AddReadyzCheck("watches", op.watchesReady); err != nil {
 		return fmt.Errorf("readyz: %w", err)
 	}
+	if err := op.mgr.Add(&everyReplica{fn: op.checkAccess}); err != nil {
+		return fmt.Errorf("access check: %w", err)
+	}
 	for _, fn := range startup {
 		if err := fn(ctx); err != nil {
 			return fmt.Errorf("startup hook: %w", err)
@@ -316,7 +323,8 @@ func (op *Operator) Run(ctx context.Context) error {
 }
 
 // watchesReady fails until the informer of every watched kind has synced,
-// and again if one has stopped, so a replica whose watches are not
+// and again if one has stopped or its list and watch fail (a revoked
+// RBAC rule, say, until it lists again), so a replica whose watches are not
 // delivering is taken out of service instead of silently doing nothing
 // (the frozen watches of Kopf #585, #957, #1276). Informers re-list and
 // re-watch on their own when a watch breaks; this reports the rest.
@@ -336,6 +344,7 @@ func (op *Operator) watchesReady(req *http.Request) error {
 			errs = append(errs, fmt.Errorf("watch of %s not synced yet", kindOf(obj())))
 		}
 	}
+	errs = append(errs, op.watchesFailing()...)
 	return errors.Join(errs...)
 }
 
