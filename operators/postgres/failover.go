@@ -43,7 +43,10 @@ type Observation struct {
 	// Cordoned: the current primary's node is unschedulable (a drain
 	// begins).
 	Cordoned bool
-	Now      time.Time
+	// LeaseExpired: while fencing, the primary Lease was last renewed by
+	// the current primary longer ago than its duration (or is gone).
+	LeaseExpired bool
+	Now          time.Time
 }
 
 // Decision is what to do after a look.
@@ -67,7 +70,7 @@ func Decide(o Observation) Decision {
 	st := *c.Status.DeepCopy()
 	st.ObservedGeneration = c.Generation
 	names := agent.InstanceNames(c)
-	if st.TargetPrimary == "" {
+	if st.TargetPrimary == "" && !st.Initialized {
 		st.TargetPrimary = names[0]
 	}
 	st.Instances = instanceStatuses(names, o.Reports, st.CurrentPrimary)
@@ -83,6 +86,10 @@ func Decide(o Observation) Decision {
 		st.Instances = instanceStatuses(names, o.Reports, target)
 		restartSwitchover(o, &st, &d)
 		drainSwitchover(o, &st, &d)
+	case target == "":
+		// Fencing: no instance is the target; choose once the old
+		// primary is known to take no more writes.
+		chooseAfterFence(o, &st, &d)
 	case st.CurrentPrimary != target:
 		// A promotion under way (or the very first primary): wait for it.
 		switch {
@@ -215,7 +222,8 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 		delay = c.Spec.FailoverDelay.Duration
 	}
 	old := st.TargetPrimary
-	if o.Reports[old] == nil && !knownStopped(o, old) {
+	stopped := knownStopped(o, old)
+	if o.Reports[old] == nil && !stopped {
 		// Silence alone: the reports come through the API server's pod
 		// proxy, and when the API server blinks every agent is silent;
 		// the first look after it may hear a replica before the primary.
@@ -229,13 +237,49 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 		d.Event = &Event{corev1.EventTypeWarning, "FailoverImpossible", fmt.Sprintf("primary %s is unhealthy (%s) and no replica can replace it: %s", old, why, reason)}
 		return
 	}
-	st.TargetPrimary, st.Phase = next, PhaseFailingOver
-	st.LastFailover = fmt.Sprintf("%s: %s unhealthy (%s), promoting %s", o.Now.UTC().Format(time.RFC3339), old, why, next)
-	if knownStopped(o, old) {
-		d.BreakLeaseOf = old
+	since := st.PrimaryUnhealthySince.UTC().Format(time.RFC3339)
+	if !stopped {
+		// Fence first: while the old primary may still write, a replica
+		// can receive WAL the one chosen now would not have, and then
+		// could not follow it (and those commits would be lost). No
+		// instance is the target until it is known stopped.
+		st.TargetPrimary, st.Phase = "", PhaseFailingOver
+		st.LastFailover = fmt.Sprintf("%s: %s unhealthy (%s), fencing it before choosing a replica", o.Now.UTC().Format(time.RFC3339), old, why)
+		d.Event = &Event{corev1.EventTypeWarning, "Fencing", fmt.Sprintf("primary %s unhealthy (%s) since %s: fencing it before choosing a replica to promote", old, why, since)}
+		return
 	}
-	d.Event = &Event{corev1.EventTypeWarning, "FailingOver", fmt.Sprintf("primary %s unhealthy (%s) since %s: promoting %s (%s)",
-		old, why, st.PrimaryUnhealthySince.UTC().Format(time.RFC3339), next, reason)}
+	promote(o, st, d, next, reason, fmt.Sprintf("primary %s unhealthy (%s) since %s", old, why, since))
+}
+
+// promote makes next the target primary, the old one being known stopped.
+func promote(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, next, reason, why string) {
+	old := st.CurrentPrimary
+	st.TargetPrimary, st.Phase = next, PhaseFailingOver
+	st.LastFailover = fmt.Sprintf("%s: %s, promoting %s", o.Now.UTC().Format(time.RFC3339), why, next)
+	d.BreakLeaseOf = old
+	d.Event = &Event{corev1.EventTypeWarning, "FailingOver", fmt.Sprintf("%s: promoting %s (%s)", why, next, reason)}
+}
+
+// chooseAfterFence promotes the best replica once the fenced primary is
+// known to take no more writes: its agent says it stopped, its
+// container is not running, or its Lease expired (a primary that cannot
+// renew stops itself before that). The replicas' positions are final
+// then, so the one that received the most has every write any has.
+func chooseAfterFence(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision) {
+	old := st.CurrentPrimary
+	st.Phase = PhaseFailingOver
+	if !knownStopped(o, old) && !o.LeaseExpired {
+		return
+	}
+	next, reason := Candidate(o.Cluster, old, o.Reports)
+	if next == "" {
+		// No one to promote after all: the old primary is the best there
+		// is; let it start again.
+		st.TargetPrimary = old
+		d.Event = &Event{corev1.EventTypeWarning, "FailoverImpossible", fmt.Sprintf("%s is fenced and no replica can replace it (%s): it is the target primary again", old, reason)}
+		return
+	}
+	promote(o, st, d, next, reason, old+" fenced")
 }
 
 // silenceGrace is how long a primary whose agent does not answer, with

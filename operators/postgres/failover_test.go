@@ -94,6 +94,7 @@ func TestDecide(t *testing.T) {
 	delay := func(d time.Duration) func(*v1alpha1.PostgresCluster) {
 		return func(c *v1alpha1.PostgresCluster) { c.Spec.FailoverDelay = &metav1.Duration{Duration: d} }
 	}
+	fencing := func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "" }
 	unhealthySince := func(ago time.Duration) func(*v1alpha1.PostgresCluster) {
 		return func(c *v1alpha1.PostgresCluster) { c.Status.PrimaryUnhealthySince = &metav1.Time{Time: now.Add(-ago)} }
 	}
@@ -116,14 +117,22 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": deadPod}, "pg-2", PhaseFailingOver, true},
 		{"primary silent but its container runs (an API server blip?): wait", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-1", PhasePrimaryDown, false},
-		{"primary silent for silenceGrace, its container running (cut off?): fail over, let the Lease expire", pgCluster(2, primaryIs("pg-1"), unhealthySince(silenceGrace)),
-			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"primary silent for silenceGrace, its container running (cut off?): fence it first", pgCluster(2, primaryIs("pg-1"), unhealthySince(silenceGrace)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "", PhaseFailingOver, false},
+		{"fencing, the old primary not known stopped: wait", pgCluster(3, primaryIs("pg-1"), fencing),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "", PhaseFailingOver, false},
+		{"fencing, its agent says it stopped: promote the replica that received the most since", pgCluster(3, primaryIs("pg-1"), fencing),
+			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000"), "pg-3": replica("0/3000100", "0/3000000")}, nil, "pg-3", PhaseFailingOver, true},
+		{"fencing, no replica to promote: the old primary is the target again", pgCluster(2, primaryIs("pg-1"), fencing),
+			map[string]*agent.Report{"pg-1": {Role: "down"}}, nil, "pg-1", PhaseFailingOver, false},
 		{"primary without the Lease has fenced itself: break it", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
 		{"within failoverDelay: wait", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(5*time.Second)),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-1", PhasePrimaryDown, false},
-		{"after failoverDelay: fail over", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
-			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
+		{"after failoverDelay: fail over (fencing first when the old one may still run)", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "", PhaseFailingOver, false},
+		{"after failoverDelay, the old one stopped: promote at once", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": deadPod}, "pg-2", PhaseFailingOver, true},
 		{"primary stopped by a full volume: no failover", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": {Role: "down", DiskFull: true}, "pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-1", PhasePrimaryDown, false},
 		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{}, nil, "pg-1", PhasePrimaryDown, false},
@@ -255,5 +264,21 @@ func TestDiskFull(t *testing.T) {
 	}
 	if !d.Status.Instances[0].DiskFull {
 		t.Errorf("pg-1's status does not say its volume is full")
+	}
+}
+
+// A primary cut off (its container running, its agent silent) is fenced,
+// and a replica is chosen once its Lease expired: it stopped itself by
+// then.
+func TestFencedPrimaryIsReplacedOnceItsLeaseExpired(t *testing.T) {
+	c := pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "" })
+	running := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "postgres", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
+	o := Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, Pods: map[string]*corev1.Pod{"pg-1": running}}
+	if d := Decide(o); d.Status.TargetPrimary != "" {
+		t.Fatalf("promoted %q before the Lease expired", d.Status.TargetPrimary)
+	}
+	o.LeaseExpired = true
+	if d := Decide(o); d.Status.TargetPrimary != "pg-2" {
+		t.Errorf("target %q once the Lease expired, want pg-2", d.Status.TargetPrimary)
 	}
 }

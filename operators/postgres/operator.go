@@ -207,6 +207,9 @@ const lsnRefresh = 10 * time.Second
 func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log logr.Logger, refresh bool) (bool, *Event, error) {
 	o := Observation{Cluster: c, Reports: r.reports(ctx, c), Pods: r.pods(ctx, c), Now: r.opts.Now()}
 	o.Cordoned = r.cordoned(ctx, o.Pods[c.Status.CurrentPrimary])
+	if c.Status.Initialized && c.Status.TargetPrimary == "" {
+		o.LeaseExpired = r.leaseExpired(ctx, c, o.Now)
+	}
 	d := Decide(o)
 	next := c.DeepCopy()
 	next.Status = d.Status
@@ -317,6 +320,26 @@ func (r *reconciler) pods(ctx context.Context, c *v1alpha1.PostgresCluster) map[
 		}
 	}
 	return out
+}
+
+// leaseExpired: the primary Lease is no longer held by the current
+// primary, or was last renewed longer ago than its duration; either way
+// that primary stopped taking writes (its agent stops postgres when it
+// cannot renew within the renew deadline, which is shorter).
+func (r *reconciler) leaseExpired(ctx context.Context, c *v1alpha1.PostgresCluster, now time.Time) bool {
+	l := &coordinationv1.Lease{}
+	err := r.api.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: agent.LeaseName(c.Name)}, l)
+	if apierrors.IsNotFound(err) {
+		return true
+	}
+	if err != nil {
+		return false
+	}
+	h := l.Spec.HolderIdentity
+	if h == nil || *h != c.Status.CurrentPrimary || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
+		return true
+	}
+	return now.After(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
 }
 
 // cordoned reports whether the node of pod (the primary's) is

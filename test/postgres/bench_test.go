@@ -51,24 +51,41 @@ func benchFailover(b *testing.B, kill string, restart bool) {
 	for i := range b.N {
 		c := waitHealthy(b, ns, "pg", 3*time.Minute)
 		old := c.Status.CurrentPrimary
-		start := time.Now()
-		testkit.MustKubectl(b, "-n", ns, "exec", old, "-c", "postgres", "--", "sh", "-c", kill)
-		var tr trial
+		// The kill's own time, printed in the pod just before it: the
+		// exec that carries it can take seconds to return after it.
+		killed := make(chan time.Time, 1)
+		go func() {
+			out, err := testkit.Kubectl(b, "", "-n", ns, "exec", old, "-c", "postgres", "--", "sh", "-c", "date +%s.%N; "+kill)
+			at, perr := strconv.ParseFloat(strings.TrimSpace(strings.SplitN(out, "\n", 2)[0]), 64)
+			if err != nil || perr != nil {
+				b.Errorf("kill in %s: %v %v: %s", old, err, perr, out)
+			}
+			killed <- time.Unix(0, int64(at*1e9))
+		}()
+		var decided, promoted, wrote time.Time
 		var next string
 		testkit.Eventually(b, time.Minute, func() error {
 			c := get(b, ns, "pg")
-			if tr.decide == 0 && c.Status.TargetPrimary != old {
-				tr.decide, next = time.Since(start), c.Status.TargetPrimary
+			if decided.IsZero() && c.Status.TargetPrimary != old {
+				decided, next = time.Now(), c.Status.TargetPrimary
 			}
-			if tr.decide != 0 && tr.promote == 0 && c.Status.CurrentPrimary == next {
-				tr.promote = time.Since(start)
+			if !decided.IsZero() && promoted.IsZero() && c.Status.CurrentPrimary == next {
+				promoted = time.Now()
 			}
 			if _, err := psql(b, ns, "pg", "pg-rw", fmt.Sprintf("INSERT INTO t VALUES (%d)", i)); err != nil {
 				return err
 			}
-			tr.write = time.Since(start)
+			wrote = time.Now()
 			return nil
 		})
+		start := <-killed
+		tr := trial{write: wrote.Sub(start)}
+		if !decided.IsZero() { // else postgres came back where it was
+			tr.decide = decided.Sub(start)
+		}
+		if !promoted.IsZero() {
+			tr.promote = promoted.Sub(start)
+		}
 		if restart {
 			// The kubelet doubles a container's restart back-off with
 			// each crash of the same pod (three pods take turns as

@@ -68,8 +68,11 @@ type Agent struct {
 	wake      chan struct{}
 	// notStreamingSince is when a replica's WAL receiver was first seen down.
 	notStreamingSince time.Time
-	// failedStarts counts standby starts since postgres last answered.
-	failedStarts int
+	// failedStarts counts standby starts since postgres last answered;
+	// rewoundWithoutStart: a rewind was made since, so the next remedy
+	// is a new clone.
+	failedStarts        int
+	rewoundWithoutStart bool
 }
 
 // Report is what /status answers.

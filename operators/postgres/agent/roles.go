@@ -153,7 +153,7 @@ func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 			return a.rejoin(ctx, c)
 		}
 		a.lease.stop()
-		a.failedStarts = 0
+		a.failedStarts, a.rewoundWithoutStart = 0, false
 		if a.diverged(c) {
 			a.log.Info("replica cannot follow the primary's timeline: rewinding", "instance", a.cfg.Instance)
 			a.pg.stop(stopFast, 10*time.Second)
@@ -172,10 +172,18 @@ func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 		return a.rejoin(ctx, c)
 	}
 	if a.failedStarts >= 3 {
+		a.failedStarts = 0
+		if a.rewoundWithoutStart {
+			// pg_rewind found nothing to do, yet the standby still
+			// cannot start: its WAL went past the fork on an old
+			// timeline (a replica ahead of the one promoted), which a
+			// rewind from a standby's last checkpoint does not see.
+			a.log.Info("the standby does not start even after a rewind: cloning the primary again", "instance", a.cfg.Instance)
+			return a.reclone(ctx, c)
+		}
 		// A standby that cannot start, say on a timeline the primary's
 		// history does not continue: rewind it (or clone again).
 		a.log.Info("the standby does not start: rewinding", "instance", a.cfg.Instance)
-		a.failedStarts = 0
 		return a.rejoin(ctx, c)
 	}
 	a.failedStarts++
@@ -203,8 +211,19 @@ func (a *Agent) diverged(c *v1alpha1.PostgresCluster) bool {
 	return time.Since(a.notStreamingSince) > 15*time.Second && primaryTimeline > a.report.Timeline && c.Status.CurrentPrimary == c.Status.TargetPrimary
 }
 
-// rejoin makes a stopped former primary a replica of the current one.
+// rejoin makes a stopped former primary (or a standby that cannot
+// follow) a replica of the current primary: pg_rewind, or a new clone
+// when that fails.
 func (a *Agent) rejoin(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	return a.joinPrimary(ctx, c, false)
+}
+
+// reclone throws the data away and clones the current primary.
+func (a *Agent) reclone(ctx context.Context, c *v1alpha1.PostgresCluster) error {
+	return a.joinPrimary(ctx, c, true)
+}
+
+func (a *Agent) joinPrimary(ctx context.Context, c *v1alpha1.PostgresCluster, clone bool) error {
 	a.notStreamingSince = time.Time{}
 	if c.Status.CurrentPrimary == "" || c.Status.CurrentPrimary == a.cfg.Instance || c.Status.CurrentPrimary != c.Status.TargetPrimary {
 		a.report.Role, a.report.Ready, a.report.Message = "down", false, "waiting for the new primary before rejoining"
@@ -217,11 +236,18 @@ func (a *Agent) rejoin(ctx context.Context, c *v1alpha1.PostgresCluster) error {
 		a.report.Role, a.report.Ready = "down", false
 		return err
 	}
-	if err := a.pg.rewind(ctx, host); err != nil {
-		a.log.Info("pg_rewind failed: cloning the primary again", "instance", a.cfg.Instance, "error", err.Error())
+	a.rewoundWithoutStart = false
+	if !clone {
+		err := a.pg.rewind(ctx, host)
+		if err != nil {
+			a.log.Info("pg_rewind failed: cloning the primary again", "instance", a.cfg.Instance, "error", err.Error())
+		}
+		clone, a.rewoundWithoutStart = err != nil, err == nil
+	}
+	if clone {
 		a.report.Recloned++
 		if err := a.pg.basebackup(ctx, host); err != nil {
-			return fmt.Errorf("clone after a failed rewind: %w", err)
+			return fmt.Errorf("clone the primary again: %w", err)
 		}
 	}
 	if err := a.configure(ctx, c, nil); err != nil {
