@@ -38,7 +38,8 @@ type Observation struct {
 	Cluster *v1alpha1.PostgresCluster
 	// Reports of the agents that answered, by instance.
 	Reports map[string]*agent.Report
-	// Pods by instance.
+	// Pods by instance; nil when they could not be listed (unknown,
+	// which is not the same as gone).
 	Pods map[string]*corev1.Pod
 	// Cordoned: the current primary's node is unschedulable (a drain
 	// begins).
@@ -147,10 +148,22 @@ func restartSwitchover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Dec
 	switchTo(o, st, d, fresh, "RestartSwitchover", "to apply "+strings.Join(primary.PendingRestart, ", ")+", which need a restart")
 }
 
-// switchTo starts a switchover to the best of candidates, with why in the
-// status and an Event of reason; without a candidate it does nothing.
+// switchTo starts a switchover to the best of candidates that stream
+// from the primary, with why in the status and an Event of reason;
+// without one it does nothing. Only a connected standby is sure to
+// receive everything: the old primary's fast stop sends its connected
+// standbys every record up to its shutdown checkpoint and waits for them
+// to flush it, but a replica that has just restarted (for a parameter,
+// an image) may be ready before it has connected, and promoted then it
+// would lack the last commits.
 func switchTo(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, candidates map[string]*agent.Report, reason, why string) {
-	next, _ := Candidate(o.Cluster, st.CurrentPrimary, candidates)
+	streaming := map[string]*agent.Report{}
+	for n, r := range candidates {
+		if r.Streaming {
+			streaming[n] = r
+		}
+	}
+	next, _ := Candidate(o.Cluster, st.CurrentPrimary, streaming)
 	if next == "" {
 		return
 	}
@@ -223,6 +236,16 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 	}
 	old := st.TargetPrimary
 	stopped := knownStopped(o, old)
+	if len(o.Reports) == 0 && !stopped {
+		// Blind: no agent answered, the replicas no more than the
+		// primary, so what failed is more likely the path to them (the
+		// API server's pod proxy) than the primary. Such a look is no
+		// evidence: the clock starts again at the next one that hears
+		// someone, so that blips of the API server between short faults
+		// of the primary never add up to failoverDelay.
+		st.PrimaryUnhealthySince = nil
+		return
+	}
 	if o.Reports[old] == nil && !stopped {
 		// Silence alone: the reports come through the API server's pod
 		// proxy, and when the API server blinks every agent is silent;
@@ -313,6 +336,9 @@ func knownStopped(o Observation, instance string) bool {
 	if r := o.Reports[instance]; r != nil {
 		return !r.Leader && r.Role != "primary"
 	}
+	if o.Pods == nil {
+		return false // not listed: unknown
+	}
 	p := o.Pods[instance]
 	if p == nil {
 		return true // a pod is gone once the kubelet stopped its containers
@@ -326,8 +352,9 @@ func knownStopped(o Observation, instance string) bool {
 }
 
 // Switchover moves the primary to instance to, if the cluster is healthy
-// and to is a ready replica; otherwise it says why not.
-func Switchover(st *v1alpha1.PostgresClusterStatus, to string) error {
+// and to is a ready replica that streams from the primary (see switchTo);
+// otherwise it says why not.
+func Switchover(st *v1alpha1.PostgresClusterStatus, to string, reports map[string]*agent.Report) error {
 	if st.Phase != PhaseHealthy && st.Phase != PhaseWaiting && st.Phase != PhaseUpdating {
 		return fmt.Errorf("the cluster is %s, not healthy", st.Phase)
 	}
@@ -338,6 +365,9 @@ func Switchover(st *v1alpha1.PostgresClusterStatus, to string) error {
 		if in.Name == to {
 			if in.Role != "replica" || !in.Ready {
 				return fmt.Errorf("%s is not a ready replica (%s)", to, cmp.Or(in.Message, in.Role))
+			}
+			if r := reports[to]; r == nil || !r.Streaming {
+				return fmt.Errorf("%s does not stream from the primary now: it could miss its last commits", to)
 			}
 			st.TargetPrimary, st.Phase = to, PhaseSwitchingOver
 			return nil

@@ -38,6 +38,11 @@ func replica(received, replayed string) *agent.Report {
 	return &agent.Report{Role: "replica", Ready: true, Timeline: 1, ReceivedLSN: received, ReplayedLSN: replayed, Streaming: true}
 }
 
+func notStreaming(r *agent.Report) *agent.Report {
+	r.Streaming = false
+	return r
+}
+
 func pending(r *agent.Report) *agent.Report {
 	r.PendingRestart = []string{"max_connections"}
 	return r
@@ -135,13 +140,17 @@ func TestDecide(t *testing.T) {
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": deadPod}, "pg-2", PhaseFailingOver, true},
 		{"primary stopped by a full volume: no failover", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": {Role: "down", DiskFull: true}, "pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-1", PhasePrimaryDown, false},
-		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{}, nil, "pg-1", PhasePrimaryDown, false},
+		{"no candidate: stay, unhealthy", pgCluster(2, primaryIs("pg-1")), map[string]*agent.Report{"pg-2": {Role: "down"}}, nil, "pg-1", PhasePrimaryDown, false},
+		{"pods not listed (unknown, not gone): fence first", pgCluster(2, primaryIs("pg-1"), delay(10*time.Second), unhealthySince(11*time.Second)),
+			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, nil, "", PhaseFailingOver, false},
 		{"a promotion under way is waited for", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}, map[string]*corev1.Pod{"pg-1": runningPod}, "pg-2", PhaseFailingOver, false},
 		{"an old primary seen stopped only during the promotion: break its Lease then", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
 			map[string]*agent.Report{"pg-1": {Role: "down"}, "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseFailingOver, true},
 		{"a primary with a pending restart hands over once every replica restarted", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": pending(primary("0/3000000")), "pg-2": replica("0/3000000", "0/3000000")}, nil, "pg-2", PhaseSwitchingOver, false},
+		{"a restarted replica that does not stream yet is waited for", pgCluster(2, primaryIs("pg-1")),
+			map[string]*agent.Report{"pg-1": pending(primary("0/3000000")), "pg-2": notStreaming(replica("0/3000000", "0/3000000"))}, nil, "pg-1", PhaseHealthy, false},
 		{"replicas restart first", pgCluster(2, primaryIs("pg-1")),
 			map[string]*agent.Report{"pg-1": pending(primary("0/3000000")), "pg-2": pending(replica("0/3000000", "0/3000000"))}, nil, "pg-1", PhaseHealthy, false},
 		{"the promoted replica becomes current", pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "pg-2" }),
@@ -221,20 +230,27 @@ func TestSwitchover(t *testing.T) {
 			Instances: []v1alpha1.InstanceStatus{{Name: "pg-1", Role: "primary", Ready: true}, {Name: "pg-2", Role: "replica", Ready: true},
 				{Name: "pg-3", Role: "replica", Ready: false}}}
 	}
+	reports := map[string]*agent.Report{"pg-1": primary("0/3000000"), "pg-2": replica("0/3000000", "0/3000000"), "pg-3": {Role: "replica"}}
 	st := healthy()
-	if err := Switchover(st, "pg-2"); err != nil || st.TargetPrimary != "pg-2" || st.Phase != PhaseSwitchingOver {
+	if err := Switchover(st, "pg-2", reports); err != nil || st.TargetPrimary != "pg-2" || st.Phase != PhaseSwitchingOver {
 		t.Errorf("to a ready replica: %v, %+v", err, st)
 	}
 	for _, to := range []string{"pg-1", "pg-3", "pg-9"} {
 		st := healthy()
-		if err := Switchover(st, to); err == nil || st.TargetPrimary != "pg-1" {
+		if err := Switchover(st, to, reports); err == nil || st.TargetPrimary != "pg-1" {
 			t.Errorf("to %s: accepted (%+v)", to, st)
 		}
 	}
 	st = healthy()
 	st.Phase = PhaseFailingOver
-	if err := Switchover(st, "pg-2"); err == nil {
+	if err := Switchover(st, "pg-2", reports); err == nil {
 		t.Errorf("accepted during a failover")
+	}
+	st = healthy()
+	notYet := map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")}
+	notYet["pg-2"].Streaming = false
+	if err := Switchover(st, "pg-2", notYet); err == nil || st.TargetPrimary != "pg-1" {
+		t.Errorf("to a replica not streaming yet: accepted (%+v)", st)
 	}
 }
 
@@ -270,6 +286,29 @@ func TestDiskFull(t *testing.T) {
 // A primary cut off (its container running, its agent silent) is fenced,
 // and a replica is chosen once its Lease expired: it stopped itself by
 // then.
+// A look in which no agent answers (the API server's proxy down) is no
+// evidence against the primary: short faults of the primary on either
+// side of an API server blip do not add up to failoverDelay.
+func TestBlindLooksStopTheClock(t *testing.T) {
+	running := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "postgres",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}
+	c := pgCluster(2, primaryIs("pg-1"))
+	c.Spec.FailoverDelay = &metav1.Duration{Duration: 8 * time.Second}
+	c.Status.PrimaryUnhealthySince = &metav1.Time{Time: now.Add(-20 * time.Second)}
+	d := Decide(Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{}})
+	if d.Status.PrimaryUnhealthySince != nil || d.Status.TargetPrimary != "pg-1" {
+		t.Fatalf("blind look: unhealthy since %v, target %q; want no mark, pg-1", d.Status.PrimaryUnhealthySince, d.Status.TargetPrimary)
+	}
+	// The next look hears the replica only: the clock starts now.
+	c.Status = d.Status
+	later := now.Add(time.Second)
+	d = Decide(Observation{Cluster: c, Now: later, Reports: map[string]*agent.Report{"pg-2": replica("0/3000000", "0/3000000")},
+		Pods: map[string]*corev1.Pod{"pg-1": running}})
+	if d.Status.TargetPrimary != "pg-1" || d.Status.PrimaryUnhealthySince == nil || !d.Status.PrimaryUnhealthySince.Time.Equal(later) {
+		t.Errorf("then the replica alone: target %q, unhealthy since %v; want pg-1, since %s", d.Status.TargetPrimary, d.Status.PrimaryUnhealthySince, later)
+	}
+}
+
 func TestFencedPrimaryIsReplacedOnceItsLeaseExpired(t *testing.T) {
 	c := pgCluster(2, primaryIs("pg-1"), func(c *v1alpha1.PostgresCluster) { c.Status.TargetPrimary = "" })
 	running := &corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: "postgres", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}}

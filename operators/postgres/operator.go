@@ -205,7 +205,7 @@ func (r *reconciler) monitor(ctx context.Context, snapshot *v1alpha1.PostgresClu
 const lsnRefresh = 10 * time.Second
 
 func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log logr.Logger, refresh bool) (bool, *Event, error) {
-	o := Observation{Cluster: c, Reports: r.reports(ctx, c), Pods: r.pods(ctx, c), Now: r.opts.Now()}
+	o := Observation{Cluster: c, Reports: r.reports(ctx, c, log), Pods: r.pods(ctx, c), Now: r.opts.Now()}
 	o.Cordoned = r.cordoned(ctx, o.Pods[c.Status.CurrentPrimary])
 	if c.Status.Initialized && c.Status.TargetPrimary == "" {
 		o.LeaseExpired = r.leaseExpired(ctx, c, o.Now)
@@ -214,7 +214,7 @@ func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log 
 	next := c.DeepCopy()
 	next.Status = d.Status
 	if to := c.Annotations[AnnotationSwitchover]; to != "" {
-		if err := r.switchover(ctx, c, next, to, log); err != nil {
+		if err := r.switchover(ctx, c, next, to, o.Reports, log); err != nil {
 			return false, d.Event, err
 		}
 	}
@@ -234,8 +234,8 @@ func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log 
 }
 
 // switchover acts on the annotation and removes it.
-func (r *reconciler) switchover(ctx context.Context, c, next *v1alpha1.PostgresCluster, to string, log logr.Logger) error {
-	if err := Switchover(&next.Status, to); err != nil {
+func (r *reconciler) switchover(ctx context.Context, c, next *v1alpha1.PostgresCluster, to string, reports map[string]*agent.Report, log logr.Logger) error {
+	if err := Switchover(&next.Status, to, reports); err != nil {
 		log.Error(err, "switchover refused", "to", to)
 	} else {
 		next.Status.LastFailover = fmt.Sprintf("%s: switchover from %s to %s requested", r.opts.Now().UTC().Format(time.RFC3339), c.Status.CurrentPrimary, to)
@@ -279,7 +279,7 @@ func (r *reconciler) breakLease(ctx context.Context, c *v1alpha1.PostgresCluster
 // reports asks every agent for its status, through the API server's pod
 // proxy, at the same time; an agent that does not answer within the
 // timeout has no report.
-func (r *reconciler) reports(ctx context.Context, c *v1alpha1.PostgresCluster) map[string]*agent.Report {
+func (r *reconciler) reports(ctx context.Context, c *v1alpha1.PostgresCluster, log logr.Logger) map[string]*agent.Report {
 	names := agent.InstanceNames(c)
 	out := make(map[string]*agent.Report, len(names))
 	var mu sync.Mutex
@@ -288,8 +288,10 @@ func (r *reconciler) reports(ctx context.Context, c *v1alpha1.PostgresCluster) m
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 			defer cancel()
+			start := time.Now()
 			body, err := r.cs.CoreV1().Pods(c.Namespace).ProxyGet("http", n, fmt.Sprint(AgentPort), "/status", nil).DoRaw(ctx)
 			if err != nil {
+				log.V(1).Info("no report", "instance", n, "after", time.Since(start).String(), "error", err.Error())
 				return
 			}
 			rep := &agent.Report{}
@@ -309,10 +311,10 @@ const reportTimeout = 2 * time.Second
 
 func (r *reconciler) pods(ctx context.Context, c *v1alpha1.PostgresCluster) map[string]*corev1.Pod {
 	var list corev1.PodList
-	out := map[string]*corev1.Pod{}
 	if err := r.api.List(ctx, &list, client.InNamespace(c.Namespace), client.MatchingLabels(selector(c))); err != nil {
-		return out
+		return nil // unknown: an empty map would say every pod is gone
 	}
+	out := map[string]*corev1.Pod{}
 	for i := range list.Items {
 		p := &list.Items[i]
 		if metav1.IsControlledBy(p, c) {
