@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,22 @@ func TestPrimaryWithoutItsLeaseStopsTakingWrites(t *testing.T) {
 		_, err := psql(t, ns, "pg", "pg-rw", "INSERT INTO t VALUES (0)")
 		return err
 	})
+	// Not before: nobody may empty a Lease it does not hold (a fenced
+	// primary's release once did, and the new primary's own check then
+	// fenced it too).
+	took := time.Since(stolen)
+	if took < stealDuration {
+		t.Errorf("pg-2 took writes %s after the Lease was given to another for %s", took.Round(100*time.Millisecond), stealDuration)
+	}
 	c := waitHealthy(t, ns, "pg", 2*time.Minute)
+	// One rewind did it: right after a promotion the new primary's
+	// control file still names the old timeline, and a rewind from it
+	// then did nothing (the standby could not follow, and was rewound
+	// again 15 s later).
+	if logs := testkit.MustKubectl(t, "-n", ns, "logs", "pg-1", "-c", "postgres", "--tail=-1"); strings.Contains(logs, "cannot follow the primary's timeline") {
+		t.Errorf("pg-1 needed a second rewind to follow pg-2")
+	}
+	t.Logf("pg-2 took writes %s after the steal; the cluster was healthy %s after", took.Round(100*time.Millisecond), time.Since(stolen).Round(100*time.Millisecond))
 	if c.Status.CurrentPrimary != "pg-2" {
 		t.Errorf("primary %s, want pg-2", c.Status.CurrentPrimary)
 	}
@@ -96,6 +112,9 @@ func pod(t testing.TB, ns, name string) *corev1.Pod {
 	return p
 }
 
+// stealDuration is the intruder's Lease duration.
+const stealDuration = 15 * time.Second
+
 // steal makes "intruder" the Lease's holder, renewed now.
 func steal(t testing.TB, ns, name string) time.Time {
 	t.Helper()
@@ -109,7 +128,7 @@ func steal(t testing.TB, ns, name string) time.Time {
 		l.Spec.HolderIdentity = ptr.To("intruder")
 		l.Spec.RenewTime = &metav1.MicroTime{Time: at}
 		l.Spec.AcquireTime = &metav1.MicroTime{Time: at}
-		l.Spec.LeaseDurationSeconds = ptr.To[int32](15)
+		l.Spec.LeaseDurationSeconds = ptr.To(int32(stealDuration / time.Second))
 		return testkit.Env(t).Client.Update(t.Context(), l)
 	})
 	return at

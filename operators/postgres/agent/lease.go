@@ -209,6 +209,16 @@ func (c *candidate) run(ctx context.Context, done chan struct{}) {
 type trackingLock struct {
 	*resourcelock.LeaseLock
 	c *candidate
+	// holder is the holder the last Get read.
+	holder string
+}
+
+func (l *trackingLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	r, raw, err := l.LeaseLock.Get(ctx)
+	if err == nil {
+		l.holder = r.HolderIdentity
+	}
+	return r, raw, err
 }
 
 func (l *trackingLock) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
@@ -220,6 +230,14 @@ func (l *trackingLock) Create(ctx context.Context, r resourcelock.LeaderElection
 }
 
 func (l *trackingLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	if r.HolderIdentity == "" && l.holder != l.c.a.cfg.Instance {
+		// A release of a Lease someone else holds now. client-go's
+		// elector releases on cancel by what it last saw itself, not by
+		// the Get it just made: a primary fenced because another holds
+		// the Lease would empty that holder's Lease, which then fences
+		// itself too (its own check sees it no longer holds it).
+		return nil
+	}
 	err := l.LeaseLock.Update(ctx, r)
 	if err == nil && r.HolderIdentity == l.c.a.cfg.Instance {
 		l.c.renewed.Store(r.RenewTime.UnixNano())

@@ -84,11 +84,17 @@ func (s *server) command(ctx context.Context, name string, args ...string) *exec
 
 // tool runs a program to its end; its output is kept for the error.
 func (s *server) tool(ctx context.Context, name string, args ...string) error {
+	_, err := s.toolOutput(ctx, name, args...)
+	return err
+}
+
+// toolOutput is tool, with the last lines of the output.
+func (s *server) toolOutput(ctx context.Context, name string, args ...string) (string, error) {
 	out, err := s.command(ctx, name, args...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", name, err, lastLines(string(out), 5))
+		return "", fmt.Errorf("%s: %w: %s", name, err, lastLines(string(out), 5))
 	}
-	return nil
+	return lastLines(string(out), 3), nil
 }
 
 func lastLines(s string, n int) string {
@@ -173,9 +179,25 @@ func (s *server) wipe() error {
 }
 
 // rewind brings a former primary onto the current primary's timeline.
-func (s *server) rewind(ctx context.Context, host string) error {
+func (s *server) rewind(ctx context.Context, host string) (string, error) {
+	if s.running() {
+		return "", errors.New("postgres is running")
+	}
+	s.clearStale()
 	src := fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres connect_timeout=5", host)
-	return s.tool(ctx, "pg_rewind", "-D", s.data, "--source-server="+src, "--progress")
+	return s.toolOutput(ctx, "pg_rewind", "-D", s.data, "--source-server="+src, "--progress")
+}
+
+// clearStale removes what a postgres killed with its agent left: the
+// agent is the only one that starts postgres in this pod, and its child
+// is gone. A stale postmaster.pid whose PID a new process of the pod
+// happens to hold makes postgres refuse to start (pg_rewind's
+// single-user recovery too: a killed primary was then cloned again
+// instead of rewound).
+func (s *server) clearStale() {
+	for _, f := range []string{filepath.Join(s.data, "postmaster.pid"), filepath.Join(s.run, ".s.PGSQL.5432.lock"), filepath.Join(s.run, ".s.PGSQL.5432")} {
+		_ = os.Remove(f)
+	}
 }
 
 // start runs postgres as a child; exited is closed when it ends.
@@ -183,11 +205,7 @@ func (s *server) start() error {
 	if s.cmd != nil {
 		return errors.New("postgres is already running")
 	}
-	// Left by a postgres that was killed with its agent: the agent is the
-	// only one that starts postgres in this pod, and its child is gone.
-	for _, f := range []string{filepath.Join(s.data, "postmaster.pid"), filepath.Join(s.run, ".s.PGSQL.5432.lock"), filepath.Join(s.run, ".s.PGSQL.5432")} {
-		_ = os.Remove(f)
-	}
+	s.clearStale()
 	c := s.command(context.Background(), "postgres", "-D", s.data)
 	c.Stdout, c.Stderr = s.logTo, s.logTo
 	// Its own process group, so a signal to the agent's does not reach it

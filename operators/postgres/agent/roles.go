@@ -164,7 +164,7 @@ func (a *Agent) asReplica(ctx context.Context, c *v1alpha1.PostgresCluster) erro
 			a.pg.stop(stopFast, 10*time.Second)
 			return a.pg.start()
 		}
-		a.report.Ready, a.report.Message = true, ""
+		a.report.Ready, a.report.Message = replicaReady(a.report, c)
 		return nil
 	}
 	a.lease.stop()
@@ -202,13 +202,28 @@ func (a *Agent) diverged(c *v1alpha1.PostgresCluster) bool {
 		a.notStreamingSince = time.Now()
 		return false
 	}
-	var primaryTimeline int64
+	return time.Since(a.notStreamingSince) > 15*time.Second && primaryTimeline(c) > a.report.Timeline && c.Status.CurrentPrimary == c.Status.TargetPrimary
+}
+
+// replicaReady: a replica serves reads unless it stays on a timeline the
+// primary left without streaming from it: its data may then hold commits
+// the new primary never had (an old primary that has not rewound yet).
+func replicaReady(r Report, c *v1alpha1.PostgresCluster) (bool, string) {
+	if tl := primaryTimeline(c); !r.Streaming && tl > r.Timeline {
+		return false, fmt.Sprintf("not streaming, on timeline %d while the primary is on %d", r.Timeline, tl)
+	}
+	return true, ""
+}
+
+// primaryTimeline is the current primary's timeline as the operator last
+// wrote it (0 when unknown).
+func primaryTimeline(c *v1alpha1.PostgresCluster) int64 {
 	for _, in := range c.Status.Instances {
 		if in.Name == c.Status.CurrentPrimary && in.Role == "primary" {
-			primaryTimeline = in.Timeline
+			return in.Timeline
 		}
 	}
-	return time.Since(a.notStreamingSince) > 15*time.Second && primaryTimeline > a.report.Timeline && c.Status.CurrentPrimary == c.Status.TargetPrimary
+	return 0
 }
 
 // rejoin makes a stopped former primary (or a standby that cannot
@@ -232,13 +247,16 @@ func (a *Agent) joinPrimary(ctx context.Context, c *v1alpha1.PostgresCluster, cl
 	host := c.Name + "-rw"
 	// A rewind or clone that cannot reach the primary would fail for
 	// that alone; wait for it rather than throw the data away.
-	if err := primaryAt(ctx, host, a.cr); err != nil {
+	if err := primaryAt(ctx, host, a.cr, !clone); err != nil {
 		a.report.Role, a.report.Ready = "down", false
 		return err
 	}
 	a.rewoundWithoutStart = false
 	if !clone {
-		err := a.pg.rewind(ctx, host)
+		out, err := a.pg.rewind(ctx, host)
+		if err == nil {
+			a.log.Info("pg_rewind", "instance", a.cfg.Instance, "output", out)
+		}
 		if err != nil {
 			a.log.Info("pg_rewind failed: cloning the primary again", "instance", a.cfg.Instance, "error", err.Error())
 		}

@@ -27,8 +27,14 @@ func (s *server) connect(ctx context.Context) (*pgx.Conn, error) {
 // primaryAt checks that host (the -rw Service) leads to a primary now, as
 // the superuser over the network, the way pg_rewind and pg_basebackup
 // will reach it.
-func primaryAt(ctx context.Context, host string, cr credentials) error {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+// With checkpoint it also makes the primary checkpoint, for pg_rewind: it
+// reads the source's timeline from its control file, which names the new
+// timeline only after the first checkpoint that follows a promotion;
+// before that it finds "source and target cluster are on the same
+// timeline" and rewinds nothing, and the old primary's standby then
+// cannot follow (the new timeline forked before its WAL ends).
+func primaryAt(parent context.Context, host string, cr credentials, checkpoint bool) error {
+	ctx, cancel := context.WithTimeout(parent, 3*time.Second)
 	defer cancel()
 	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=5432 user=postgres dbname=postgres sslmode=prefer connect_timeout=3", host))
 	if err != nil {
@@ -46,6 +52,14 @@ func primaryAt(ctx context.Context, host string, cr credentials) error {
 	}
 	if recovery {
 		return fmt.Errorf("waiting for the primary at %s: it leads to a replica still", host)
+	}
+	if checkpoint {
+		// Its own deadline: a checkpoint may write a while.
+		ctx, cancel := context.WithTimeout(parent, time.Minute)
+		defer cancel()
+		if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("checkpoint on the primary at %s: %w", host, err)
+		}
 	}
 	return nil
 }
