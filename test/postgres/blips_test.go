@@ -130,7 +130,7 @@ func (w *primaryWatch) stop(window time.Duration) *primaryWatch {
 
 // getQuietly reads cluster name, for a goroutine (no t.Fatal), giving up
 // after 2 s.
-func getQuietly(t *testing.T, ns, name string) (*postgresv1alpha1.PostgresCluster, error) {
+func getQuietly(t testing.TB, ns, name string) (*postgresv1alpha1.PostgresCluster, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	c := &postgresv1alpha1.PostgresCluster{}
