@@ -22,6 +22,8 @@ import (
 type freshness struct {
 	mu      sync.Mutex
 	written map[types.UID]writeMark
+	// swept is when expired marks were last dropped.
+	swept time.Time
 }
 
 type writeMark struct {
@@ -52,13 +54,23 @@ func (f *freshness) mark(uid types.UID, rv uint64) {
 		f.written = map[types.UID]writeMark{}
 	}
 	now := time.Now()
-	if len(f.written) > 1024 {
-		// Marks of objects that are gone are never checked again.
+	if m, ok := f.written[uid]; ok && m.rv > rv && now.Sub(m.at) <= freshnessWindow {
+		// An older write whose answer came in after a newer one's (two
+		// writers of one object: a pass's bookkeeping, a daemon's
+		// status): the newer mark stands, or a copy between the two
+		// would pass for fresh.
+		return
+	}
+	if len(f.written) > 1024 && now.Sub(f.swept) > time.Second {
+		// Marks stay for the window (see behind), and those of objects
+		// that are gone are never checked again: drop the expired ones,
+		// at most once a second.
 		for k, m := range f.written {
 			if now.Sub(m.at) > freshnessWindow {
 				delete(f.written, k)
 			}
 		}
+		f.swept = now
 	}
 	f.written[uid] = writeMark{rv: rv, at: now}
 }
@@ -75,9 +87,12 @@ func (f *freshness) behind(uid types.UID, rv string) bool {
 	if !ok {
 		return false
 	}
-	if n >= m.rv || time.Since(m.at) > freshnessWindow {
+	if time.Since(m.at) > freshnessWindow {
 		delete(f.written, uid)
 		return false
 	}
-	return true
+	// The mark stays when a copy is up to date: the kind's caches (the
+	// dispatcher's, Get's) may not be at the same point, and a reader of
+	// one that is must not clear it for a reader of one that is not.
+	return n < m.rv
 }
