@@ -4,11 +4,9 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -234,12 +232,7 @@ func churn(b *testing.B, ns string, n int, d time.Duration) (int, float64, float
 // percentile is the p-th (0..1] nearest-rank percentile of ds in
 // milliseconds; 0 when there are none. It sorts ds.
 func percentile(ds []time.Duration, p float64) float64 {
-	if len(ds) == 0 {
-		return 0
-	}
-	slices.Sort(ds)
-	i := int(math.Ceil(p*float64(len(ds)))) - 1
-	return float64(ds[max(i, 0)]) / float64(time.Millisecond)
+	return float64(testkit.Percentile(ds, p)) / float64(time.Millisecond)
 }
 
 // report prints the run as a table, with the ratios Setpoint/baseline,

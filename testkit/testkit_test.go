@@ -77,3 +77,21 @@ func TestPollReturnsTheLastReason(t *testing.T) {
 		t.Errorf("met condition: %v", err)
 	}
 }
+
+func TestPercentile(t *testing.T) {
+	var ds []time.Duration
+	for i := 20; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Second)
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{0.5, 10 * time.Second}, {0.95, 19 * time.Second}, {1, 20 * time.Second}, {0.01, time.Second}} {
+		if got := testkit.Percentile(ds, tc.p); got != tc.want {
+			t.Errorf("p%v = %s, want %s", tc.p, got, tc.want)
+		}
+	}
+	if got := testkit.Percentile(nil, 0.5); got != 0 {
+		t.Errorf("of none: %s", got)
+	}
+}

@@ -3,7 +3,6 @@ package postgres
 import (
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
 	pgop "github.com/setpoint-dev/setpoint/operators/postgres"
 	"github.com/setpoint-dev/setpoint/operators/postgres/agent"
 	"github.com/setpoint-dev/setpoint/testkit"
@@ -152,42 +152,27 @@ type moves struct {
 	decided, promoted time.Time
 }
 
-// watchMoves polls cluster pg's status every 100 ms in its own goroutine
-// (a write attempt stuck on a dead address must not delay what is seen)
+// watchMoves follows cluster pg's status every 100 ms (followStatus)
 // until the returned function is called.
 func watchMoves(b *testing.B, ns, old string) func() moves {
 	var m moves
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		next := ""
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Millisecond):
+	next := ""
+	stop := followStatus(b, ns, 100*time.Millisecond, func(c *postgresv1alpha1.PostgresCluster) {
+		// Fencing empties the target before a replica is chosen.
+		if t := c.Status.TargetPrimary; t != old {
+			if m.decided.IsZero() {
+				m.decided = time.Now()
 			}
-			c, err := getQuietly(b, ns, "pg")
-			if err != nil {
-				continue
-			}
-			// Fencing empties the target before a replica is chosen.
-			if t := c.Status.TargetPrimary; t != old {
-				if m.decided.IsZero() {
-					m.decided = time.Now()
-				}
-				if t != "" {
-					next = t
-				}
-			}
-			if next != "" && m.promoted.IsZero() && c.Status.CurrentPrimary == next {
-				m.promoted = time.Now()
+			if t != "" {
+				next = t
 			}
 		}
-	}()
+		if next != "" && m.promoted.IsZero() && c.Status.CurrentPrimary == next {
+			m.promoted = time.Now()
+		}
+	})
 	return func() moves {
-		close(done)
-		<-stopped
+		stop()
 		return m
 	}
 }
@@ -294,11 +279,8 @@ func report(b *testing.B, trials []trial) {
 		if len(d) == 0 {
 			continue
 		}
-		slices.Sort(d)
-		// Nearest rank, as bench/ does: of 20 trials, p95 is the 19th.
-		q := func(p float64) time.Duration { return d[max(0, int(math.Ceil(p*float64(len(d))))-1)] }
-		b.ReportMetric(q(0.5).Seconds(), name+"-p50-s")
-		b.ReportMetric(q(0.95).Seconds(), name+"-p95-s")
-		b.ReportMetric(d[len(d)-1].Seconds(), name+"-max-s")
+		b.ReportMetric(testkit.Percentile(d, 0.5).Seconds(), name+"-p50-s")
+		b.ReportMetric(testkit.Percentile(d, 0.95).Seconds(), name+"-p95-s")
+		b.ReportMetric(testkit.Percentile(d, 1).Seconds(), name+"-max-s")
 	}
 }

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"syscall"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
 	"github.com/setpoint-dev/setpoint/controlplane"
@@ -74,9 +72,8 @@ func insert(t *testing.T, ns string, id int) {
 
 // primaryWatch follows cluster pg's status twice a second.
 type primaryWatch struct {
-	done chan struct{}
-	wg   sync.WaitGroup
-	mu   sync.Mutex
+	end func()
+	mu  sync.Mutex
 	// moved says how the primary changed, if it did.
 	moved     string
 	unhealthy int
@@ -84,55 +81,30 @@ type primaryWatch struct {
 }
 
 func watchPrimary(t *testing.T, ns string) *primaryWatch {
-	w := &primaryWatch{done: make(chan struct{})}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		var since time.Time
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-w.done:
-				return
-			case <-tick.C:
-			}
-			c, err := getQuietly(t, ns, "pg")
-			if err != nil {
-				continue // the API server is frozen
-			}
-			w.mu.Lock()
-			st := c.Status
-			if w.moved == "" && (st.TargetPrimary != "pg-1" || st.LastFailover != "" || st.Phase == pgop.PhaseFailingOver) {
-				w.moved = fmt.Sprintf("target %s, phase %s, last failover %q", st.TargetPrimary, st.Phase, st.LastFailover)
-			}
-			switch {
-			case st.PrimaryUnhealthySince != nil && since.IsZero():
-				since = time.Now()
-				w.unhealthy++
-			case st.PrimaryUnhealthySince == nil && !since.IsZero():
-				w.longest = max(w.longest, time.Since(since))
-				since = time.Time{}
-			}
-			w.mu.Unlock()
+	w := &primaryWatch{}
+	var since time.Time
+	w.end = followStatus(t, ns, 500*time.Millisecond, func(c *postgresv1alpha1.PostgresCluster) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		st := c.Status
+		if w.moved == "" && (st.TargetPrimary != "pg-1" || st.LastFailover != "" || st.Phase == pgop.PhaseFailingOver) {
+			w.moved = fmt.Sprintf("target %s, phase %s, last failover %q", st.TargetPrimary, st.Phase, st.LastFailover)
 		}
-	}()
+		switch {
+		case st.PrimaryUnhealthySince != nil && since.IsZero():
+			since = time.Now()
+			w.unhealthy++
+		case st.PrimaryUnhealthySince == nil && !since.IsZero():
+			w.longest = max(w.longest, time.Since(since))
+			since = time.Time{}
+		}
+	})
 	return w
 }
 
 // stop watches for window more, then ends and returns what was seen.
 func (w *primaryWatch) stop(window time.Duration) *primaryWatch {
 	time.Sleep(window) // watching: nothing is to happen in it
-	close(w.done)
-	w.wg.Wait()
+	w.end()
 	return w
-}
-
-// getQuietly reads cluster name, for a goroutine (no t.Fatal), giving up
-// after 2 s.
-func getQuietly(t testing.TB, ns, name string) (*postgresv1alpha1.PostgresCluster, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	c := &postgresv1alpha1.PostgresCluster{}
-	return c, testkit.Env(t).Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c)
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -133,4 +134,40 @@ func dump(t testing.TB, ns string) {
 		out, _ := testkit.Kubectl(t, "", append([]string{"-n", ns}, args...)...)
 		t.Logf("kubectl %v:\n%s", args, out)
 	}
+}
+
+// followStatus reads cluster pg every interval in its own goroutine (a
+// psql or exec that hangs must not delay what is seen) and hands each
+// copy to seen, until the returned function is called. A read that fails
+// (the API server frozen) is skipped.
+func followStatus(t testing.TB, ns string, every time.Duration, seen func(*postgresv1alpha1.PostgresCluster)) (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if c, err := getQuietly(t, ns, "pg"); err == nil {
+				seen(c)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// getQuietly reads cluster name, for a goroutine (no t.Fatal), giving up
+// after 2 s.
+func getQuietly(t testing.TB, ns, name string) (*postgresv1alpha1.PostgresCluster, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	c := &postgresv1alpha1.PostgresCluster{}
+	return c, testkit.Env(t).Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, c)
 }
