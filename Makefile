@@ -73,8 +73,9 @@ bench-tools: ## Build bin/setpoint-baseline, the plain controller-runtime App op
 	$(GO) build -o $(BIN)/setpoint-baseline ./bench/baseline
 
 .PHONY: build
-build: ## Build bin/setpoint.
+build: ## Build bin/setpoint and bin/setpoint-postgres-agent (the agent of PostgresCluster pods, which process nodes bind into pods).
 	$(GO) build -o $(BIN)/setpoint ./cmd/setpoint
+	$(GO) build -o $(BIN)/setpoint-postgres-agent ./cmd/setpoint-postgres-agent
 
 IMAGE ?= ghcr.io/setpoint-dev/setpoint:dev
 .PHONY: image

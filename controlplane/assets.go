@@ -19,6 +19,10 @@ const (
 	processNodes = "process-nodes"
 )
 
+// PostgresAgent is the PostgreSQL agent's binary, beside setpoint's as in
+// Setpoint's image; process nodes bind it into their pods.
+const PostgresAgent = "setpoint-postgres-agent"
+
 // KwokStagesFile is the kwok Stage configuration that `make tools` writes
 // next to the kwok binary, taken from the pinned kwok module so that stages
 // and binary always match.

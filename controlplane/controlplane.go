@@ -382,6 +382,12 @@ func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error
 		bin, _ = FindBinary("setpoint")
 	}
 	c.progress("starting %d process node(s)", c.opts.ProcessNodes)
+	var imageFiles []string
+	if agent, err := FindBinary(PostgresAgent); err == nil {
+		imageFiles = append(imageFiles, agent)
+	} else {
+		c.progress("PostgresCluster pods will not start on process nodes: %v (make build makes it)", err)
+	}
 	o := processnode.Options{
 		Config:         c.Config,
 		Nodes:          c.opts.ProcessNodes,
@@ -389,6 +395,7 @@ func (c *ControlPlane) startProcessNodes(ctx context.Context, apiPort int) error
 		APIServer:      "127.0.0.1:" + strconv.Itoa(apiPort),
 		Kubelet:        processnode.KubeletTLS{ClientCAFile: c.pki.CACert},
 		Setpoint:       bin,
+		ImageFiles:     imageFiles,
 		RestartBackoff: c.opts.RestartBackoff,
 	}
 	if processnode.Rootless() {
@@ -570,6 +577,9 @@ func (c *ControlPlane) startRootlessNodes(ctx context.Context, o processnode.Opt
 	args := []string{"process-nodes", "--kubeconfig", c.KubeconfigPath, "--nodes", strconv.Itoa(o.Nodes),
 		"--dir", o.Dir, "--apiserver", o.APIServer, "--client-ca", o.Kubelet.ClientCAFile,
 		"--setpoint", o.Setpoint, "--restart-backoff", o.RestartBackoff.String()}
+	for _, f := range o.ImageFiles {
+		args = append(args, "--image-file", f)
+	}
 	p, err := startProcessAttr(processNodes, o.Setpoint, args, nil, filepath.Join(c.dir, "logs"), processnode.InUserNamespace())
 	if err != nil {
 		return err

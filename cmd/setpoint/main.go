@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/setpoint-dev/setpoint/internal/logging"
 )
 
 func main() {
@@ -37,9 +39,9 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var lf logFlags
-	lf.register(root)
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return lf.setup() }
-	root.AddCommand(newDevCommand(), newRunCommand(), newGenerateCommand(), newVersionCommand(), newProcessNodesCommand(), newPostgresAgentCommand())
+	var lf logging.Flags
+	lf.Register(root.PersistentFlags())
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return lf.Setup() }
+	root.AddCommand(newDevCommand(), newRunCommand(), newGenerateCommand(), newVersionCommand(), newProcessNodesCommand())
 	return root
 }

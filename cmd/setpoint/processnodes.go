@@ -44,6 +44,7 @@ func newProcessNodesCommand() *cobra.Command {
 	fs.StringVar(&o.APIServer, "apiserver", "", "host:port of the API server on loopback")
 	fs.StringVar(&o.Kubelet.ClientCAFile, "client-ca", "", "CA of the API server's kubelet client certificate")
 	fs.StringVar(&o.Setpoint, "setpoint", "", "setpoint binary bound at /setpoint in pods")
+	fs.StringArrayVar(&o.ImageFiles, "image-file", nil, "more files of Setpoint's image, bound at /<base name> in pods (repeat)")
 	fs.DurationVar(&o.RestartBackoff, "restart-backoff", 10*time.Second, "first delay of a crashed container's restart")
 	return cmd
 }

@@ -199,6 +199,9 @@ func (w *podWorker) setUpOnce(ctx context.Context) error {
 	if w.rt.setpoint != "" {
 		binds = append(binds, bind{Source: w.rt.setpoint, Target: setpointInPod, ReadOnly: true, File: true})
 	}
+	for _, f := range w.rt.imageFiles {
+		binds = append(binds, bind{Source: f, Target: "/" + filepath.Base(f), ReadOnly: true, File: true})
+	}
 	sb, err := startSandbox(podView{Dir: w.dir, Hostname: hostname(pod), Binds: binds, HostMounts: w.rt.hostMounts, HostNetwork: hostNet})
 	if err != nil {
 		return err

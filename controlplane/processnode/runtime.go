@@ -42,6 +42,10 @@ type Options struct {
 	// Setpoint is a setpoint binary bound at /setpoint in every pod, so that
 	// pods of Setpoint's own image run it (optional).
 	Setpoint string
+	// ImageFiles are more files of Setpoint's image, each bound read-only
+	// at /<its base name> in every pod, as the image holds them: the
+	// PostgreSQL agent, setpoint-postgres-agent (optional).
+	ImageFiles []string
 	// RestartBackoff is the first delay of a crashed container's restart,
 	// doubling up to 5 minutes (default 10 s, the kubelet's).
 	RestartBackoff time.Duration
@@ -54,6 +58,7 @@ type Runtime struct {
 	net            *network
 	nsenter        string
 	setpoint       string
+	imageFiles     []string
 	hostMounts     []string
 	restartBackoff time.Duration
 	recorder       record.EventRecorder
@@ -104,7 +109,7 @@ func Start(ctx context.Context, o Options) (*Runtime, error) {
 	}
 	nsenter, _ := exec.LookPath("nsenter")
 	rt := &Runtime{
-		cs: cs, dir: o.Dir, nsenter: nsenter, setpoint: o.Setpoint, hostMounts: hostMounts(),
+		cs: cs, dir: o.Dir, nsenter: nsenter, setpoint: o.Setpoint, imageFiles: o.ImageFiles, hostMounts: hostMounts(),
 		restartBackoff: o.RestartBackoff, workers: map[types.UID]*podWorker{},
 	}
 	rt.stopCtx, rt.cancel = context.WithCancel(context.Background())

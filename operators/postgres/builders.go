@@ -16,7 +16,8 @@ import (
 	"github.com/setpoint-dev/setpoint/operators/postgres/agent"
 )
 
-// DefaultAgentImage is Setpoint's image, whose binary is the agent.
+// DefaultAgentImage is Setpoint's image, which holds the agent
+// (/setpoint-postgres-agent).
 const DefaultAgentImage = "ghcr.io/setpoint-dev/setpoint:latest"
 
 func selector(c *v1alpha1.PostgresCluster) map[string]string {
@@ -79,13 +80,13 @@ func Pod(c *v1alpha1.PostgresCluster, instance, agentImage string) *corev1.Pod {
 			Hostname:           instance,
 			InitContainers: []corev1.Container{{
 				Name: "bootstrap", Image: agentImage,
-				Args:         []string{"postgres-agent", "install", controllerDir},
+				Command:      []string{"/" + agent.Binary, "install", controllerDir},
 				VolumeMounts: []corev1.VolumeMount{{Name: "controller", MountPath: controllerDir}},
 			}},
 			Containers: []corev1.Container{{
 				Name:    "postgres",
 				Image:   InstanceImage(c, instance),
-				Command: []string{controllerDir + "/setpoint", "postgres-agent", "run"},
+				Command: []string{controllerDir + "/" + agent.Binary, "run"},
 				Env:     agentEnv(c),
 				Ports: []corev1.ContainerPort{
 					{Name: "postgresql", ContainerPort: PostgresPort},

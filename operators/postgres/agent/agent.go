@@ -47,6 +47,10 @@ const (
 	DefaultRetryPeriod   = 5 * time.Second
 )
 
+// Binary is the agent's file name, in Setpoint's image (at its root) and
+// in the directory an instance pod's init container copies it to.
+const Binary = "setpoint-postgres-agent"
+
 // Agent manages one instance.
 type Agent struct {
 	cfg   Config

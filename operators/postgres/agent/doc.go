@@ -1,8 +1,9 @@
 // Package agent is the PostgreSQL instance manager that runs as PID 1 of
-// each instance pod (`setpoint postgres-agent run`): it makes the data
-// directory (initdb, or pg_basebackup from the primary), runs postgres as
-// its child, and acts on what the operator decides in the cluster's
-// status (status.targetPrimary): promote, demote, rewind, re-clone.
+// each instance pod (`setpoint-postgres-agent run`, a binary of its own):
+// it makes the data directory (initdb, or pg_basebackup from the primary),
+// runs postgres as its child, and acts on what the operator decides in
+// the cluster's status (status.targetPrimary): promote, demote, rewind,
+// re-clone.
 //
 // Two rules keep a cluster from having two primaries. An instance runs as
 // primary only while it holds the cluster's primary Lease

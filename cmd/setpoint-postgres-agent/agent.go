@@ -10,22 +10,16 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	postgresv1alpha1 "github.com/setpoint-dev/setpoint/api/postgres/v1alpha1"
 	"github.com/setpoint-dev/setpoint/operators/postgres/agent"
 )
 
-// newPostgresAgentCommand is the agent of PostgresCluster instance pods
-// (package operators/postgres/agent). The operator makes those pods;
-// users do not run it.
-func newPostgresAgentCommand() *cobra.Command {
-	root := &cobra.Command{
-		Use:   "postgres-agent",
-		Short: "The instance manager of PostgresCluster pods (run by the operator's pods, not by hand)",
-		Args:  cobra.NoArgs,
-	}
+// newRunCommand runs the agent: postgres as its child, as the cluster's
+// status says.
+func newRunCommand() *cobra.Command {
 	cfg := agent.Config{}
 	run := &cobra.Command{
 		Use:   "run",
@@ -38,7 +32,7 @@ func newPostgresAgentCommand() *cobra.Command {
 			if cfg.Cluster == "" || cfg.Instance == "" || cfg.Namespace == "" || cfg.DataDir == "" {
 				return fmt.Errorf("CLUSTER_NAME, POD_NAME, NAMESPACE and PGDATA must be set")
 			}
-			cfg.Log = ctrl.Log.WithName("postgres-agent")
+			cfg.Log = ctrllog.Log.WithName("postgres-agent")
 			rc, err := rest.InClusterConfig()
 			if err != nil {
 				return fmt.Errorf("in-cluster config: %w", err)
@@ -63,14 +57,17 @@ func newPostgresAgentCommand() *cobra.Command {
 	fs.DurationVar(&cfg.RenewDeadline, "renew-deadline", agent.DefaultRenewDeadline, "a primary that cannot renew its Lease for this long stops postgres")
 	fs.DurationVar(&cfg.RetryPeriod, "retry-period", agent.DefaultRetryPeriod, "how often the Lease is renewed or tried")
 	fs.DurationVar(&cfg.Interval, "interval", time.Second, "how often the agent looks at postgres and the cluster")
-	install := &cobra.Command{
+	return run
+}
+
+// newInstallCommand is the init container of an instance pod.
+func newInstallCommand() *cobra.Command {
+	return &cobra.Command{
 		Use:   "install DIR",
-		Short: "Copy this binary to DIR/setpoint (the init container of an instance pod)",
+		Short: "Copy this binary to DIR/" + agent.Binary + " (the init container of an instance pod)",
 		Args:  cobra.ExactArgs(1),
 		RunE:  func(_ *cobra.Command, args []string) error { return installSelf(args[0]) },
 	}
-	root.AddCommand(run, install)
-	return root
 }
 
 // installSelf copies the running binary into dir, for a container of
@@ -85,7 +82,7 @@ func installSelf(dir string) error {
 		return err
 	}
 	defer in.Close()
-	dst := filepath.Join(dir, "setpoint")
+	dst := filepath.Join(dir, agent.Binary)
 	out, err := os.OpenFile(dst+".tmp", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
 	if err != nil {
 		return fmt.Errorf("install the agent: %w", err)
