@@ -80,6 +80,10 @@ func (d Diff) Under(path []string) Diff {
 		} else if len(it.Path) < len(path) && reflect.DeepEqual(it.Path, path[:len(it.Path)]) {
 			// A whole parent was added or removed: project it onto path.
 			out = append(out, DiffItem{Op: it.Op, Old: lookup(it.Old, path[len(it.Path):]), New: lookup(it.New, path[len(it.Path):])})
+		} else if n := len(it.Path) - 1; n >= 0 && it.Path[n] == digestKey && n <= len(path) && reflect.DeepEqual(it.Path[:n], path[:n]) {
+			// A parent kept as its digest (a large part of the diff base)
+			// changed: anything under it may have, old values unknown.
+			out = append(out, DiffItem{Op: Change})
 		}
 	}
 	return out

@@ -52,6 +52,30 @@ func TestDiffUnder(t *testing.T) {
 	}
 }
 
+// A part of the diff base kept as its digest hides which field below it
+// changed: every field below it counts as changed, old value unknown.
+func TestDiffUnderADigest(t *testing.T) {
+	dig := func(s string) map[string]any { return map[string]any{digestKey: s} }
+	tests := []struct {
+		name     string
+		old, new map[string]any
+		path     string
+		want     string
+	}{
+		{"root digest", dig("a"), dig("b"), "spec.size", "[change : <nil> -> <nil>]"},
+		{"root digest unchanged", dig("a"), dig("a"), "spec.size", "[]"},
+		{"part digest above", map[string]any{"spec": dig("a")}, map[string]any{"spec": dig("b")}, "spec.size", "[change : <nil> -> <nil>]"},
+		{"part digest elsewhere", map[string]any{"spec": dig("a"), "x": int64(1)}, map[string]any{"spec": dig("b"), "x": int64(1)}, "x", "[]"},
+		{"part digest at the field", map[string]any{"spec": map[string]any{"items": dig("a")}}, map[string]any{"spec": map[string]any{"items": dig("b")}}, "spec.items",
+			"[change " + digestKey + ": a -> b]"},
+	}
+	for _, tc := range tests {
+		if got := fmt.Sprint(ComputeDiff(tc.old, tc.new).Under(ParsePath(tc.path))); got != tc.want {
+			t.Errorf("%s: %s", tc.name, got)
+		}
+	}
+}
+
 func TestEssenceComparesAcrossJSON(t *testing.T) {
 	// Integers read from the live object (int64) and from the stored diff
 	// base (JSON) must compare equal, also beyond float64's exact range.

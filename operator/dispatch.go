@@ -38,10 +38,12 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := k.op.mgr.GetCache().Get(ctx, req.NamespacedName, u); err != nil {
 		if apierrors.IsNotFound(err) {
 			k.tasks.stop(req.NamespacedName)
+			k.unstored.forget(req.NamespacedName)
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("get %s %s: %w", k.gvk.Kind, req.NamespacedName, err)
 	}
+	k.unstored.overlay(u)
 	if !k.matches(u) {
 		k.tasks.stop(req.NamespacedName)
 		return reconcile.Result{}, d.release(ctx, u)
@@ -512,8 +514,14 @@ func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructur
 // refreshes u from the answer.
 func (d *dispatcher[T]) apply(ctx context.Context, u *unstructured.Unstructured, p *metaPatch) error {
 	if data := p.annotations(u); data != nil {
-		if err := d.patch(ctx, u, types.MergePatchType, data); err != nil {
+		switch err := d.patch(ctx, u, types.MergePatchType, data); {
+		case tooLarge(err):
+			d.unstorable(u, p)
+		case err != nil:
 			return err
+		default:
+			d.k.unstored.stored(u, p)
+			d.k.unstored.overlay(u)
 		}
 	}
 	if p.addFin || p.removeFin {
@@ -522,6 +530,29 @@ func (d *dispatcher[T]) apply(ctx context.Context, u *unstructured.Unstructured,
 		}
 	}
 	return nil
+}
+
+// unstorable keeps in memory the bookkeeping the API server refused for
+// size (unstored), and says so once per object: a Warning Event and a log
+// line. The message does not quote the API server's answer, which may
+// echo the object.
+func (d *dispatcher[T]) unstorable(u *unstructured.Unstructured, p *metaPatch) {
+	if b, ok := p.set[d.k.op.keys.base()]; ok && b != "{}" {
+		// In memory the base need not fit the object: keep old values for
+		// the field handlers. The pass's object is the one its flow ran for.
+		if full, err := encodeBase(d.k.op.keys.essence(u), maxBaseSize); err == nil {
+			p.set[d.k.op.keys.base()] = full
+		}
+	}
+	if !d.k.unstored.keep(u, p) {
+		return
+	}
+	msg := fmt.Sprintf("Setpoint cannot store its handler progress on this %s: the API server refuses it for size "+
+		"(annotations over 256 KiB, or the object over etcd's request limit). Handlers run as if it were stored, "+
+		"but only this operator process remembers what ran: after a restart they run again. Make the object or its annotations smaller.", d.k.gvk.Kind)
+	d.k.logger().Error(errors.New("bookkeeping too large"), "handler progress kept in memory only",
+		"namespace", u.GetNamespace(), "name", u.GetName())
+	d.k.events.post(u, corev1.EventTypeWarning, ReasonBookkeepingTooLarge, msg)
 }
 
 func (d *dispatcher[T]) patch(ctx context.Context, u *unstructured.Unstructured, pt types.PatchType, data []byte) error {

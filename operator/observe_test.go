@@ -190,6 +190,99 @@ func TestLargeObjectNearTheAnnotationLimit(t *testing.T) {
 	}
 }
 
+// TestBookkeepingThatDoesNotFit: on an object whose annotations leave no
+// room for Setpoint's progress, the API server refuses every bookkeeping
+// write. The handlers still run once each (kept in memory), a field
+// handler still sees the old value, and a Warning Event says why.
+func TestBookkeepingThatDoesNotFit(t *testing.T) {
+	installWidgetCRD(t)
+	ns := testkit.Env(t).Namespace(t)
+	wc := widgetClient(t)
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	start(t, nil, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
+		w.OnField("spec.size", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			c.add("size", fmt.Sprintf("%v->%v", cs.Old, cs.New))
+			return nil
+		})
+	})
+	// 100 bytes short of the API server's 256 KiB for all annotations.
+	const key = "example.com/notes"
+	notes := strings.Repeat("n", 256<<10-len(key)-100)
+	wd := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "crowded", Namespace: ns, Annotations: map[string]string{key: notes}}, Spec: WidgetSpec{Size: 1}}
+	if err := wc.Create(t.Context(), wd); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 1)
+	waitEvent(t, wd, "Warning BookkeepingTooLarge: Setpoint cannot store its handler progress on this Widget")
+	// Status writes wake the operator up without changing the object's
+	// meaning; then a spec change, handled after them.
+	for i := range 3 {
+		testkit.Eventually(t, wait, func() error {
+			if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+				return err
+			}
+			wd.Status.Seen = 100 + i
+			return wc.Status().Update(t.Context(), wd)
+		})
+	}
+	mutateWith(t, wc, wd, func(w *Widget) { w.Spec.Size = 2 })
+	c.waitCount(t, "size", 2)
+	if got := c.of("size"); got[1] != "1->2" {
+		t.Errorf("size handler got %v, want the change 1->2", got)
+	}
+	if n := c.count("create"); n != 1 {
+		t.Errorf("create handler ran %d times, want 1", n)
+	}
+	if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+		t.Fatal(err)
+	}
+	for k := range wd.Annotations {
+		if strings.HasPrefix(k, "setpoint.dev/") {
+			t.Errorf("bookkeeping %s stored on an object it does not fit", k)
+		}
+	}
+
+	// With 2 KiB left the progress fits but the diff base is only the
+	// digest of the whole object: a change still reaches the field
+	// handler, which cannot be told the old value.
+	tight := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "tight", Namespace: ns, Annotations: map[string]string{key: notes[:len(notes)-2<<10]}}, Spec: WidgetSpec{Size: 1}}
+	if err := wc.Create(t.Context(), tight); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 2)
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(tight), tight); err != nil {
+			return err
+		}
+		if base := tight.Annotations["setpoint.dev/last-handled-configuration"]; !strings.HasPrefix(base, `{"$sha256"`) {
+			return fmt.Errorf("diff base %.40q, want the digest of the whole object", base)
+		}
+		return nil
+	})
+	mutateWith(t, wc, tight, func(w *Widget) { w.Spec.Size = 3 })
+	c.waitCount(t, "size", 4)
+	if got := c.of("size"); got[3] != "<nil>->3" {
+		t.Errorf("size handler got %v, want a call for the change to 3", got)
+	}
+
+	// 1.4 MiB, near etcd's 1.5 MiB for one request: handled once, and a
+	// change seen field by field.
+	huge := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: ns}, Spec: WidgetSpec{Size: 1, Blob: strings.Repeat("h", 1400<<10)}}
+	if err := wc.Create(t.Context(), huge); err != nil {
+		t.Fatal(err)
+	}
+	c.waitCount(t, "create", 3)
+	mutateWith(t, wc, huge, func(w *Widget) { w.Spec.Size = 4 })
+	c.waitCount(t, "size", 6)
+	if got := c.of("size"); got[5] != "1->4" || c.count("create") != 3 {
+		t.Errorf("size handler got %v, create handler ran %d times (want 3 for 3 objects)", got, c.count("create"))
+	}
+}
+
 // TestHandlerLogLinesBecomeEvents: Info lines (at the configured level)
 // and errors logged by a handler are Events on the object.
 func TestHandlerLogLinesBecomeEvents(t *testing.T) {

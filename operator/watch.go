@@ -112,6 +112,7 @@ type Kind[T client.Object] struct {
 	refusalsSeen sync.Map // types.UID -> map[string]bool: child refusals already posted
 	tasks        *tasks[T]
 	fresh        freshness
+	unstored     unstored
 }
 
 type changeHandler[T client.Object] struct {
