@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,17 +44,24 @@ func BenchmarkPostgresFailoverPostgresOnly(b *testing.B) {
 	benchFailover(b, "pkill -KILL -x postgres", false)
 }
 
-type trial struct{ decide, promote, write, rejoin time.Duration }
+type trial struct {
+	decide, promote, write, rejoin time.Duration
+	// acked and lost: the fast writer's acknowledged commits, and those
+	// of them missing after the failover (F3, asynchronous).
+	acked, lost int
+}
 
 func benchFailover(b *testing.B, kill string, restart bool) {
 	ns := setup(b)
 	testkit.Create(b, cluster(ns, "pg", 3))
 	waitHealthy(b, ns, "pg", 4*time.Minute)
 	mustPsql(b, ns, "pg", "pg-rw", writesTable)
+	mustPsql(b, ns, "pg", "pg-rw", "CREATE TABLE acked (id int primary key)")
 	var trials []trial
 	for i := range b.N {
 		c := waitHealthy(b, ns, "pg", 3*time.Minute)
 		old := c.Status.CurrentPrimary
+		loss := startLoss(b, ns, "pg", (i+1)*fastInserts)
 		// The kill's own time, printed in the pod just before it: the
 		// exec that carries it can take seconds to return after it.
 		killed := make(chan time.Time, 1)
@@ -87,6 +95,7 @@ func benchFailover(b *testing.B, kill string, restart bool) {
 			return nil
 		})
 		tr.rejoin = time.Since(start)
+		tr.acked, tr.lost = loss()
 		trials = append(trials, tr)
 		explain(b, ns, i, tr)
 	}
@@ -109,6 +118,14 @@ func firstWriteAfter(b *testing.B, ns string, killed <-chan time.Time, on string
 		server string
 	}
 	var writes []write
+	// What each try answered, printed if the first write came late, so
+	// an outlier can be read afterwards.
+	var tries []string
+	defer func() {
+		if wrote.Sub(start) > 10*time.Second {
+			fmt.Fprintf(os.Stderr, "  writes after the fault at %s (want on %q):\n    %s\n", start.Format("15:04:05.000"), on, strings.Join(tries, "\n    "))
+		}
+	}()
 	testkit.Eventually(b, time.Minute, func() error {
 		if start.IsZero() {
 			select {
@@ -117,6 +134,7 @@ func firstWriteAfter(b *testing.B, ns string, killed <-chan time.Time, on string
 			}
 		}
 		out, err := psql(b, ns, "pg", "pg-rw", "INSERT INTO w DEFAULT VALUES RETURNING extract(epoch from clock_timestamp()) || ' ' || host(inet_server_addr())")
+		tries = append(tries, fmt.Sprintf("%s %q %v", time.Now().Format("15:04:05.000"), out, err))
 		secs, server, _ := strings.Cut(out, " ")
 		if at, perr := strconv.ParseFloat(secs, 64); err == nil && perr == nil {
 			writes = append(writes, write{time.Unix(0, int64(at*1e9)), server})
@@ -183,7 +201,12 @@ func explain(b *testing.B, ns string, i int, tr trial) {
 	c := get(b, ns, "pg")
 	// To stderr: the testing package keeps only the first lines of a
 	// benchmark's log.
-	fmt.Fprintf(os.Stderr, "%s trial %d: decide %s promote %s write %s rejoin %s; %s\n", b.Name(), i, tr.decide, tr.promote, tr.write, tr.rejoin, c.Status.LastFailover)
+	loss := ""
+	if tr.acked > 0 {
+		loss = fmt.Sprintf(", lost %d of %d acknowledged", tr.lost, tr.acked)
+	}
+	fmt.Fprintf(os.Stderr, "%s trial %d: decide %s promote %s write %s rejoin %s%s; %s\n",
+		b.Name(), i, tr.decide, tr.promote, tr.write, tr.rejoin, loss, c.Status.LastFailover)
 	if tr.write > 10*time.Second {
 		for _, e := range testkit.Events(b, c) {
 			fmt.Fprintf(os.Stderr, "  %s\n", e)
@@ -230,16 +253,23 @@ func BenchmarkPostgresSwitchover(b *testing.B) {
 func footprint(b *testing.B, ns string) {
 	var rss []float64
 	for _, p := range []string{"pg-1", "pg-2", "pg-3"} {
-		out := testkit.MustKubectl(b, "-n", ns, "exec", p, "-c", "postgres", "--", "ps", "-o", "rss=", "-C", "setpoint")
-		for _, f := range strings.Fields(out) {
-			if kb, err := strconv.ParseFloat(f, 64); err == nil {
+		// By its command line: ps -C would match the kernel's name of the
+		// process, cut at 15 characters.
+		out := testkit.MustKubectl(b, "-n", ns, "exec", p, "-c", "postgres", "--", "ps", "-eo", "rss=,args=")
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) < 3 || path.Base(f[1]) != agent.Binary || f[2] != "run" {
+				continue
+			}
+			if kb, err := strconv.ParseFloat(f[0], 64); err == nil {
 				rss = append(rss, kb/1024)
 			}
 		}
 	}
-	if len(rss) > 0 {
-		b.ReportMetric(slices.Max(rss), "agent-max-RSS-MiB")
+	if len(rss) != 3 {
+		b.Fatalf("found %d agents' RSS (%v), want 3", len(rss), rss)
 	}
+	b.ReportMetric(slices.Max(rss), "agent-max-RSS-MiB")
 	lease := func() int64 {
 		l := &coordinationv1.Lease{}
 		if err := testkit.Env(b).Client.Get(b.Context(), client.ObjectKey{Namespace: ns, Name: agent.LeaseName("pg")}, l); err != nil {
@@ -282,5 +312,14 @@ func report(b *testing.B, trials []trial) {
 		b.ReportMetric(testkit.Percentile(d, 0.5).Seconds(), name+"-p50-s")
 		b.ReportMetric(testkit.Percentile(d, 0.95).Seconds(), name+"-p95-s")
 		b.ReportMetric(testkit.Percentile(d, 1).Seconds(), name+"-max-s")
+	}
+	lost, most, acked := 0, 0, 0
+	for _, t := range trials {
+		lost, most, acked = lost+t.lost, max(most, t.lost), acked+t.acked
+	}
+	if acked > 0 {
+		b.ReportMetric(float64(lost)/float64(len(trials)), "lost-acked-commits/failover")
+		b.ReportMetric(float64(most), "lost-acked-commits-max")
+		b.ReportMetric(float64(acked)/float64(len(trials)), "acked-commits/failover")
 	}
 }
