@@ -11,8 +11,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -426,6 +428,11 @@ func (c *ControlPlane) track(p *process) {
 	c.mu.Lock()
 	c.procs = append(c.procs, p)
 	c.mu.Unlock()
+	c.watch(p)
+}
+
+// watch reports p's exit on Err unless it was asked for.
+func (c *ControlPlane) watch(p *process) {
 	go func() {
 		<-p.done
 		if !p.stopping() {
@@ -440,6 +447,9 @@ func (c *ControlPlane) track(p *process) {
 // waitFor polls check until it succeeds, the process exits (reported with
 // its log), the context ends or StartTimeout passes.
 func (c *ControlPlane) waitFor(ctx context.Context, p *process, what string, check func() error) error {
+	p.mu.Lock()
+	p.ready = check
+	p.mu.Unlock()
 	deadline := time.NewTimer(c.opts.StartTimeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -496,6 +506,43 @@ func (c *ControlPlane) Pid(name string) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Restart SIGKILLs the component name (Etcd, KubeAPIServer, …) with its
+// process group, as a crash would, starts it again with the same command
+// line, and returns once it is ready again (the check it passed at
+// Start). For the chaos tests: this exit is not reported on Err.
+func (c *ControlPlane) Restart(ctx context.Context, name string) error {
+	c.mu.Lock()
+	i := slices.IndexFunc(c.procs, func(p *process) bool { return p.name == name })
+	if i < 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("restart %s: no such component", name)
+	}
+	old := c.procs[i]
+	c.mu.Unlock()
+	old.mu.Lock()
+	old.stop = true
+	ready := old.ready
+	old.mu.Unlock()
+	_ = syscall.Kill(-old.Pid(), syscall.SIGKILL)
+	select {
+	case <-old.done:
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("restart %s: pid %d did not exit after SIGKILL", name, old.Pid())
+	}
+	p, err := startProcessAttr(name, old.cmd.Path, old.cmd.Args[1:], old.env, filepath.Dir(old.logPath), old.cmd.SysProcAttr)
+	if err != nil {
+		return fmt.Errorf("restart %s: %w", name, err)
+	}
+	c.mu.Lock()
+	c.procs[i] = p
+	c.mu.Unlock()
+	c.watch(p)
+	if ready == nil {
+		return nil
+	}
+	return c.waitFor(ctx, p, name+" after a restart", ready)
 }
 
 // Stop ends every component, newest first so that clients go before the

@@ -20,6 +20,11 @@ type process struct {
 	logPath string
 	logFile *os.File
 
+	// env is what the process got beside os.Environ, and ready the check
+	// it passed at start (nil if none): what Restart needs to do it again.
+	env   []string
+	ready func() error
+
 	done chan struct{} // closed when the process has exited
 	mu   sync.Mutex
 	err  error // exit status, valid after done
@@ -50,7 +55,7 @@ func startProcessAttr(name, bin string, args []string, env []string, logDir stri
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, logPath: logPath, logFile: f, env: env, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
 		p.mu.Lock()
