@@ -55,6 +55,19 @@ func TestPostgresqlConf(t *testing.T) {
 	}
 }
 
+// The agent's defaults apply unless the user sets the parameter, and
+// then appear once.
+func TestDefaultsGiveWayToTheUser(t *testing.T) {
+	conf := postgresqlConf(cluster(2, nil, nil), "pg-2", "/controller/run", nil)
+	if !strings.Contains(conf, "wal_retrieve_retry_interval = '1s'\n") {
+		t.Errorf("no default wal_retrieve_retry_interval:\n%s", conf)
+	}
+	conf = postgresqlConf(cluster(2, nil, map[string]string{"wal_retrieve_retry_interval": "10s"}), "pg-2", "/controller/run", nil)
+	if n := strings.Count(conf, "wal_retrieve_retry_interval"); n != 1 || !strings.Contains(conf, "wal_retrieve_retry_interval = '10s'\n") {
+		t.Errorf("the user's wal_retrieve_retry_interval should be the only one:\n%s", conf)
+	}
+}
+
 func TestPgpassEscapes(t *testing.T) {
 	got := pgpass(credentials{superuser: `a:b\c`, replication: "r"})
 	if !strings.Contains(got, `*:*:*:postgres:a\:b\\c`) || !strings.Contains(got, "*:*:*:streaming_replica:r") {
