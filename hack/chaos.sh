@@ -30,6 +30,7 @@ echo
 {
   echo "fault|injected|survived|lost|duplicated|stuck|reconverge p50|p99"
   grep -o 'CHAOS|.*' "$log" | sed 's/^CHAOS|//'
-} | column -t -s '|'
+} | awk -F'|' '{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) } if (NF > m) m = NF }
+  END { for (r = 1; r <= NR; r++) { for (i = 1; i <= m; i++) printf("%-" w[i] "s  ", c[r, i]); print "" } }'
 echo "(full log: $log)"
 exit "$status"
