@@ -71,6 +71,7 @@ func TestAppsConvergeThroughControlPlaneRestarts(t *testing.T) {
 		// the churn owns rnd while it runs).
 		delay := time.Duration(200+rnd.IntN(800)) * time.Millisecond
 		stop := churnApps(t, ns, rnd, apps)
+		t.Logf("restarting %s", f)
 		<-time.After(delay)
 		if err := env.ControlPlane.Restart(t.Context(), f); err != nil {
 			t.Fatal(err)
@@ -155,9 +156,11 @@ func waitAppsExact(t *testing.T, ns, scratch string) {
 			return err
 		}
 		var live []string
+		names := map[string]string{}
 		for i := range list.Items {
 			a := &list.Items[i]
 			live = append(live, string(a.UID))
+			names[a.Name] = string(a.UID)
 			if a.Status.ObservedGeneration != a.Generation {
 				return fmt.Errorf("%s: generation %d handled %d", a.Name, a.Generation, a.Status.ObservedGeneration)
 			}
@@ -171,7 +174,7 @@ func waitAppsExact(t *testing.T, ns, scratch string) {
 		}
 		for _, d := range deps.Items {
 			if owner := d.Labels["setpoint.dev/owner-uid"]; d.DeletionTimestamp == nil && !slices.Contains(live, owner) {
-				return fmt.Errorf("Deployment %s (made %s, owners %+v) is left of a deleted App", d.Name, d.CreationTimestamp, d.OwnerReferences)
+				return fmt.Errorf("Deployment %s (made %s, owners %+v) is left of a deleted App (Apps now: %v)", d.Name, d.CreationTimestamp, d.OwnerReferences, names)
 			}
 		}
 		return nil
