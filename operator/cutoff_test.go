@@ -102,13 +102,7 @@ func TestLeaderCutOffStopsWritingAndExits(t *testing.T) {
 		})
 		return op
 	}
-	holder := func() string {
-		l, err := env.Clientset.CoordinationV1().Leases(ns).Get(t.Context(), "cutoff", metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil {
-			return ""
-		}
-		return *l.Spec.HolderIdentity
-	}
+	holder := func() string { return leaseHolder(t, ns, "cutoff") }
 	net := &cuttable{}
 	leader := newReplica("a", net.wrap(env.Config))
 	ctx, cancel := context.WithCancel(t.Context())

@@ -162,3 +162,12 @@ func slicesSort(s []string) { slices.Sort(s) }
 func cacheIn(ns string) cache.Options {
 	return cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}}
 }
+
+// leaseHolder is the holder of Lease name in ns ("" if none or unread).
+func leaseHolder(t *testing.T, ns, name string) string {
+	l, err := testkit.Env(t).Clientset.CoordinationV1().Leases(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}

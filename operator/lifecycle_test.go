@@ -12,7 +12,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/setpoint-dev/setpoint/operator"
@@ -104,13 +103,7 @@ func TestLeaderElection(t *testing.T) {
 			})
 		})
 	}
-	holder := func() string {
-		l, err := env.Clientset.CoordinationV1().Leases(ns).Get(context.Background(), "elected", metav1.GetOptions{})
-		if err != nil || l.Spec.HolderIdentity == nil {
-			return ""
-		}
-		return *l.Spec.HolderIdentity
-	}
+	holder := func() string { return leaseHolder(t, ns, "elected") }
 	var cut atomic.Bool
 	leaderCfg := rest.CopyConfig(env.Config)
 	leaderCfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
