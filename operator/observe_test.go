@@ -81,13 +81,7 @@ func TestNoOpPassesMakeNoWrites(t *testing.T) {
 	before := counter.Writes()
 	seen := events.Load()
 	for i := range 3 {
-		testkit.Eventually(t, wait, func() error {
-			if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
-				return err
-			}
-			wd.Status.Seen = i + 1
-			return wc.Status().Update(t.Context(), wd)
-		})
+		writeSeen(t, wc, wd, i+1)
 	}
 	// Three status updates and at least three resyncs (every second).
 	testkit.Eventually(t, wait, func() error {
@@ -141,19 +135,7 @@ func TestUndecodableObjectIsSkipped(t *testing.T) {
 // twice in the 256 KiB annotation budget (Kopf #1087). The diff base keeps
 // a digest of the large field; changes are still detected field by field.
 func TestLargeObjectNearTheAnnotationLimit(t *testing.T) {
-	installWidgetCRD(t)
-	ns := testkit.Env(t).Namespace(t)
-	wc := widgetClient(t)
-	c := newCalls()
-	o := opts(ns)
-	o.Scheme = widgetScheme(t)
-	start(t, nil, o, func(op *operator.Operator) {
-		w := operator.Watch[*Widget](op)
-		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
-		w.OnField("spec.size", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
-			c.add("size", fmt.Sprintf("%v->%v", cs.Old, cs.New))
-			return nil
-		})
+	ns, wc, c := startSizeWatch(t, func(w *operator.Kind[*Widget], c *calls) {
 		w.OnField("spec.blob", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
 			c.add("blob", fmt.Sprint(len(cs.Object.Spec.Blob)))
 			return nil
@@ -195,20 +177,7 @@ func TestLargeObjectNearTheAnnotationLimit(t *testing.T) {
 // write. The handlers still run once each (kept in memory), a field
 // handler still sees the old value, and a Warning Event says why.
 func TestBookkeepingThatDoesNotFit(t *testing.T) {
-	installWidgetCRD(t)
-	ns := testkit.Env(t).Namespace(t)
-	wc := widgetClient(t)
-	c := newCalls()
-	o := opts(ns)
-	o.Scheme = widgetScheme(t)
-	start(t, nil, o, func(op *operator.Operator) {
-		w := operator.Watch[*Widget](op)
-		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
-		w.OnField("spec.size", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
-			c.add("size", fmt.Sprintf("%v->%v", cs.Old, cs.New))
-			return nil
-		})
-	})
+	ns, wc, c := startSizeWatch(t, nil)
 	// 100 bytes short of the API server's 256 KiB for all annotations.
 	const key = "example.com/notes"
 	notes := strings.Repeat("n", 256<<10-len(key)-100)
@@ -221,13 +190,7 @@ func TestBookkeepingThatDoesNotFit(t *testing.T) {
 	// Status writes wake the operator up without changing the object's
 	// meaning; then a spec change, handled after them.
 	for i := range 3 {
-		testkit.Eventually(t, wait, func() error {
-			if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
-				return err
-			}
-			wd.Status.Seen = 100 + i
-			return wc.Status().Update(t.Context(), wd)
-		})
+		writeSeen(t, wc, wd, 100+i)
 	}
 	mutateWith(t, wc, wd, func(w *Widget) { w.Spec.Size = 2 })
 	c.waitCount(t, "size", 2)
@@ -526,4 +489,40 @@ func TestDiffBaseFitsBesideOtherAnnotations(t *testing.T) {
 	if n := c.count("create"); n != 1 {
 		t.Errorf("create handler ran %d times, want 1", n)
 	}
+}
+
+// startSizeWatch runs an operator on Widgets of a new namespace whose
+// create handler records "create" and whose spec.size handler records
+// "old->new"; more registers further handlers.
+func startSizeWatch(t *testing.T, more func(*operator.Kind[*Widget], *calls)) (string, client.Client, *calls) {
+	t.Helper()
+	installWidgetCRD(t)
+	ns := testkit.Env(t).Namespace(t)
+	c := newCalls()
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	start(t, nil, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error { c.add("create", ""); return nil })
+		w.OnField("spec.size", func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			c.add("size", fmt.Sprintf("%v->%v", cs.Old, cs.New))
+			return nil
+		})
+		if more != nil {
+			more(w, c)
+		}
+	})
+	return ns, widgetClient(t), c
+}
+
+// writeSeen writes status.seen of wd, a status-only change.
+func writeSeen(t *testing.T, wc client.Client, wd *Widget, seen int) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(wd), wd); err != nil {
+			return err
+		}
+		wd.Status.Seen = seen
+		return wc.Status().Update(t.Context(), wd)
+	})
 }
