@@ -123,6 +123,17 @@ func (op *Operator) indexControllers(ctx context.Context, gvk schema.GroupVersio
 	if err != nil {
 		return fmt.Errorf("index %s by controller: %w", gvk.Kind, err)
 	}
+	err = op.mgr.GetFieldIndexer().IndexField(ctx, proto, controllerNameIndex, func(o client.Object) []string {
+		if ref := metav1.GetControllerOf(o); ref != nil {
+			if gv, err := schema.ParseGroupVersion(ref.APIVersion); err == nil {
+				return []string{controllerName(gv.Group, ref.Kind, ref.Name)}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index %s by controller name: %w", gvk.Kind, err)
+	}
 	return nil
 }
 
@@ -222,13 +233,16 @@ func (d *dispatcher[T]) converge(ctx context.Context, u *unstructured.Unstructur
 		}
 		return fmt.Errorf("children of %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 	}
+	var errs []error
+	if err := d.removeEarlier(ctx, u); err != nil {
+		errs = append(errs, err)
+	}
 	observed := &Observed{scheme: k.op.opts.Scheme, objs: map[schema.GroupKind]map[string]*unstructured.Unstructured{}}
 	wanted := map[schema.GroupKind]map[string]bool{}
 	owned := map[schema.GroupKind]bool{}
 	for _, gvk := range spec.owns {
 		owned[gvk.GroupKind()] = true
 	}
-	var errs []error
 	for _, child := range desired {
 		du, err := d.desiredChild(u, child)
 		if err != nil {
@@ -348,7 +362,9 @@ func controlledBy(o metav1.Object, uid types.UID) bool {
 
 // applyChild applies du unless the cluster already has it as desired, and
 // returns the child as it now is. An object of that name that another
-// controller owns is left alone, with a Warning Event on the parent.
+// controller owns is left alone, with a Warning Event on the parent;
+// one left by an earlier parent of this kind and name is deleted first
+// (see leftByEarlier).
 //
 // "As desired" is exact (see owned.go): the child carries the digest of
 // this very intent and Setpoint's field manager still owns every field
@@ -374,6 +390,11 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	}
 	switch {
 	case err == nil:
+		if d.leftByEarlier(parent, live) {
+			// Its deletion was asked for at the start of the pass (see
+			// removeEarlier); the cache may not show it yet.
+			return nil, fmt.Errorf("%s %s is left by an earlier %s of this name: waiting for it to go", du.GetKind(), du.GetName(), k.gvk.Kind)
+		}
 		if !controlledBy(live, parent.GetUID()) {
 			msg := fmt.Sprintf("%s %s exists and is not controlled by this object; it is left alone", du.GetKind(), du.GetName())
 			if k.events.allow(parent.GetUID()) {
@@ -405,6 +426,24 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 	}
 	k.fresh.wrote(du.GetUID(), du.GetResourceVersion())
 	return du, nil
+}
+
+// leftByEarlier reports whether live is a child of an earlier parent of
+// this kind and name, which is gone (see leftover.go): its only owner
+// reference is the controller reference of such a parent with another
+// UID. Names are unique, so while this parent exists that one cannot.
+func (d *dispatcher[T]) leftByEarlier(parent, live *unstructured.Unstructured) bool {
+	refs := live.GetOwnerReferences()
+	if len(refs) != 1 || refs[0].Controller == nil || !*refs[0].Controller {
+		return false
+	}
+	ref := refs[0]
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil {
+		return false
+	}
+	return gv.Group == d.k.gvk.Group && ref.Kind == d.k.gvk.Kind && ref.Name == parent.GetName() &&
+		ref.UID != parent.GetUID() && (parent.GetNamespace() == "" || live.GetNamespace() == parent.GetNamespace())
 }
 
 // stampIntent puts the digest of du, as it is, on du.

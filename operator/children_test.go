@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/setpoint-dev/setpoint/controlplane"
 	"github.com/setpoint-dev/setpoint/operator"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
@@ -35,12 +37,15 @@ func widgetStatus(ctx context.Context, w *Widget, children *operator.Observed) (
 	return WidgetStatus{Children: children.Len(), ObservedGeneration: w.Generation}, nil
 }
 
-func startWidgets(t *testing.T, ns string, counter *testkit.WriteCounter, events *atomic.Int64) {
+func startWidgets(t *testing.T, ns string, counter *testkit.WriteCounter, events *atomic.Int64, tune ...func(*operator.Options)) {
 	t.Helper()
 	installWidgetCRD(t)
 	o := opts(ns)
 	o.Scheme = widgetScheme(t)
 	o.SyncPeriod = time.Second // resyncs must not write either
+	for _, f := range tune {
+		f(&o)
+	}
 	cfg := testkit.Env(t).Config
 	if counter != nil {
 		cfg = counter.Wrap(cfg)
@@ -130,6 +135,100 @@ func TestChildrenAreAppliedOwnedAndPruned(t *testing.T) {
 	if _, err := env.Clientset.CoreV1().ConfigMaps(ns).Get(t.Context(), "w-2", metav1.GetOptions{}); err != nil {
 		t.Errorf("someone else's object was pruned: %v", err)
 	}
+}
+
+// TestChildrenLeftByAnEarlierParentAreReplaced: a parent deleted and made
+// again under its name finds children of the deleted one, where its own
+// go and elsewhere. Kubernetes' garbage collector removes those, but can
+// miss them (see leftover.go), and till then the new parent would have no
+// children. Setpoint removes them when nothing else owns them. The test
+// freezes kube-controller-manager (SIGSTOP), so the garbage collector
+// cannot do it instead. A child that has another owner too is left alone.
+func TestChildrenLeftByAnEarlierParentAreReplaced(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	startWidgets(t, ns, nil, nil) // the default LeftoverGrace, 30 s: longer than the test
+	wc := widgetClient(t)
+	first := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: ns}, Spec: WidgetSpec{Size: 3}}
+	if err := wc.Create(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, "r", "r-0", "r-1", "r-2")
+	other := configMap(ns, "r-other-owner")
+	create(t, other)
+	mutate(t, configMap(ns, "r-1"), func(c *corev1.ConfigMap) {
+		c.OwnerReferences = append(c.OwnerReferences, metav1.OwnerReference{APIVersion: "v1", Kind: "ConfigMap", Name: other.Name, UID: other.UID})
+	})
+	freezeGarbageCollector(t)
+	deleteWidget(t, first)
+	second := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: ns}, Spec: WidgetSpec{Size: 2}}
+	if err := wc.Create(t.Context(), second); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, wait, func() error {
+		c := configMap(ns, "r-0")
+		if err := env.Client.Get(t.Context(), clientKey(c), c); err != nil {
+			return err
+		}
+		if ref := metav1.GetControllerOf(c); ref == nil || ref.UID != second.UID {
+			return fmt.Errorf("r-0 controlled by %+v, want the new widget %s", ref, second.UID)
+		}
+		return nil
+	})
+	// r-2, which the new one does not want, goes too.
+	waitChildren(t, ns, "r", "r-0", "r-1")
+	waitEvent(t, second, "ConfigMap r-0 was left by an earlier Widget r")
+	waitEvent(t, second, "ConfigMap r-2 was left by an earlier Widget r")
+	waitEvent(t, second, "ConfigMap r-1 exists and is not controlled by this object")
+	if ref := metav1.GetControllerOf(get(t, configMap(ns, "r-1"))); ref == nil || ref.UID != first.UID {
+		t.Errorf("r-1, which has another owner too, was taken: controller %+v", ref)
+	}
+}
+
+// TestChildrenOfAGoneParentAreDeletedAfterTheGrace: with the garbage
+// collector frozen, the children of a deleted parent are deleted by
+// Setpoint once Options.LeftoverGrace has passed.
+func TestChildrenOfAGoneParentAreDeletedAfterTheGrace(t *testing.T) {
+	env := testkit.Env(t)
+	ns := env.Namespace(t)
+	startWidgets(t, ns, nil, nil, func(o *operator.Options) { o.LeftoverGrace = time.Second })
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "g", Namespace: ns}, Spec: WidgetSpec{Size: 2}}
+	if err := widgetClient(t).Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	waitChildren(t, ns, "g", "g-0", "g-1")
+	freezeGarbageCollector(t)
+	deleteWidget(t, w)
+	waitChildren(t, ns, "g")
+}
+
+// deleteWidget deletes w and waits until it is gone.
+func deleteWidget(t *testing.T, w *Widget) {
+	t.Helper()
+	wc := widgetClient(t)
+	if err := wc.Delete(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, wait, func() error {
+		if err := wc.Get(t.Context(), clientKey(w), &Widget{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("widget still there: %v", err)
+		}
+		return nil
+	})
+}
+
+// freezeGarbageCollector stops kube-controller-manager until the test
+// ends (no test of this package runs in parallel).
+func freezeGarbageCollector(t *testing.T) {
+	t.Helper()
+	pid, ok := testkit.Env(t).ControlPlane.Pid(controlplane.ControllerManager)
+	if !ok {
+		t.Fatal("no kube-controller-manager")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
 }
 
 // TestDriftIsReverted: a child edited or deleted by hand is put back.

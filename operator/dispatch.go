@@ -39,7 +39,8 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 		if apierrors.IsNotFound(err) {
 			k.tasks.stop(req.NamespacedName)
 			k.unstored.forget(req.NamespacedName)
-			return reconcile.Result{}, nil
+			after, err := d.sweepGone(ctx, req.NamespacedName)
+			return reconcile.Result{RequeueAfter: after}, err
 		}
 		return reconcile.Result{}, fmt.Errorf("get %s %s: %w", k.gvk.Kind, req.NamespacedName, err)
 	}

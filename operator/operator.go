@@ -67,6 +67,10 @@ type Options struct {
 	// SyncPeriod re-delivers every object this often (default: client-go's
 	// 10 hours). A pass where nothing changed makes no write.
 	SyncPeriod time.Duration
+	// LeftoverGrace is how long children of a deleted parent are left to
+	// Kubernetes' garbage collector before Setpoint deletes them itself
+	// (default 30 s; see leftover.go for why).
+	LeftoverGrace time.Duration
 	// GracefulShutdown bounds how long handlers may run after stop.
 	GracefulShutdown time.Duration
 	// Logger is the base logger (default: controller-runtime's). It is

@@ -110,6 +110,7 @@ type Kind[T client.Object] struct {
 	resumed      sync.Map // types.UID -> struct{}: resume handlers done in this process
 	optionalDone sync.Map // types.UID -> struct{}: optional delete handlers ran
 	refusalsSeen sync.Map // types.UID -> map[string]bool: child refusals already posted
+	leftoverSeen sync.Map // types.NamespacedName -> time.Time: children of a gone parent first seen
 	tasks        *tasks[T]
 	fresh        freshness
 	unstored     unstored

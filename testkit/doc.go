@@ -19,4 +19,9 @@
 // When the control plane binaries are missing, Run fails the whole package
 // with a message that says to run `make tools`: a missing dependency is a
 // failure, not a skip.
+//
+// To look into a failure: SETPOINT_TEST_LOG=debug (LogEnv) prints the
+// logs of the operators a test runs, and SETPOINT_TEST_DIR=<dir> (DirEnv)
+// keeps each package's control plane, with every component's log, in a
+// new directory under dir.
 package testkit

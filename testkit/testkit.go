@@ -92,6 +92,15 @@ func Run(m *testing.M, opts ...Option) int {
 	setLogger()
 	// Test data is thrown away, so etcd need not fsync.
 	s.cp.UnsafeNoFsync = true
+	if d := os.Getenv(DirEnv); d != "" {
+		dir, err := os.MkdirTemp(d, "controlplane-")
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "testkit: %s: %v\n", DirEnv, err)
+			return 1
+		}
+		s.cp.Dir = dir
+		fmt.Fprintf(os.Stderr, "testkit: the control plane and its logs are in %s\n", dir)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cp, err := controlplane.Start(ctx, s.cp)
@@ -123,6 +132,11 @@ func Run(m *testing.M, opts ...Option) int {
 	}
 	return code
 }
+
+// DirEnv names the environment variable that keeps each package's control
+// plane (etcd data, kubeconfig and every component's log) in a new
+// directory under the one it holds, for reading after a failure.
+const DirEnv = "SETPOINT_TEST_DIR"
 
 // LogEnv names the environment variable that makes tests print the logs
 // of the operators they run (controller-runtime's logger), at the slog

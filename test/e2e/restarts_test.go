@@ -37,10 +37,7 @@ func TestAppsConvergeThroughControlPlaneRestarts(t *testing.T) {
 		faults = append(faults, controlplane.KubeAPIServer)
 	}
 	// etcd only in make chaos: its first restart takes about 40 s to
-	// converge (the API server's restarts 3-10 s), and one make test run
-	// found a Deployment of a deleted App still there 2 minutes after it
-	// (cause not found yet; the garbage collector's, or a child made from
-	// a stale copy of a deleted App).
+	// converge (the API server's restarts 3-10 s).
 	for range testkit.EnvCount(t, "SETPOINT_ETCD_KILLS", 0) {
 		faults = append(faults, controlplane.Etcd)
 	}
