@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 		// that kills it (crash_test.go): no control plane of its own.
 		os.Exit(runCrashHelper())
 	}
+	if os.Getenv(killHelperEnv) != "" {
+		os.Exit(runKillHelper()) // kill_test.go
+	}
 	os.Exit(testkit.Run(m, testkit.WithControlPlane(controlplane.Options{ControllerManager: true})))
 }
 
