@@ -40,6 +40,9 @@ func runKillHelper() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// As setpoint run's defaults: client-go's 5 requests/s would make a
+	// new leader take minutes over 500 Widgets.
+	cfg.QPS, cfg.Burst = 1000, 2000
 	ns := os.Getenv(killHelperEnv)
 	op, err := operator.New(cfg, operator.Options{
 		Name: "kill-" + ns, Namespaces: []string{ns}, Scheme: widgetScheme(&testing.T{}), MetricsAddr: "0", ProbeAddr: "0",
@@ -293,7 +296,7 @@ func handledNow(w *Widget) error {
 	}
 	raw, ok := w.Annotations["setpoint.dev/last-handled-configuration"]
 	if !ok || json.Unmarshal([]byte(raw), &base) != nil || base.Spec.Size != w.Spec.Size {
-		return fmt.Errorf("%s: size %d not handled (diff base %q)", w.Name, w.Spec.Size, raw)
+		return fmt.Errorf("%s: size %d not handled (diff base %q, progress %s)", w.Name, w.Spec.Size, raw, w.Annotations["setpoint.dev/handler-progress"])
 	}
 	if p, ok := w.Annotations["setpoint.dev/handler-progress"]; ok {
 		return fmt.Errorf("%s: handlers in progress: %s", w.Name, p)

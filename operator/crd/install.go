@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 )
 
@@ -19,7 +20,8 @@ import (
 const FieldManager = "setpoint"
 
 // Install applies the CRDs and waits, up to timeout, until each is
-// Established and its names accepted.
+// Established, its names accepted and its served versions listed by API
+// discovery.
 func Install(ctx context.Context, cfg *rest.Config, timeout time.Duration, crds ...*apiextensionsv1.CustomResourceDefinition) error {
 	if len(crds) == 0 {
 		return nil
@@ -59,6 +61,45 @@ func Install(ctx context.Context, cfg *rest.Config, timeout time.Duration, crds 
 		})
 		if err != nil {
 			return fmt.Errorf("wait for crd %s: %w", c.Name, errors.Join(err, last))
+		}
+	}
+	return waitDiscovered(ctx, cfg, timeout, crds)
+}
+
+// waitDiscovered waits until API discovery lists each CRD's served
+// versions. It lags Established: a client that maps kinds through
+// discovery (kubectl, controller-runtime's client) could otherwise fail
+// with "no matches for kind" on an object made right after Install; a
+// test did, on a loaded machine.
+func waitDiscovered(ctx context.Context, cfg *rest.Config, timeout time.Duration, crds []*apiextensionsv1.CustomResourceDefinition) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("discovery client: %w", err)
+	}
+	for _, c := range crds {
+		for _, v := range c.Spec.Versions {
+			if !v.Served {
+				continue
+			}
+			gv := c.Spec.Group + "/" + v.Name
+			var last error
+			err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+				list, err := dc.ServerResourcesForGroupVersion(gv)
+				if err != nil {
+					last = err
+					return false, nil
+				}
+				for _, r := range list.APIResources {
+					if r.Name == c.Spec.Names.Plural {
+						return true, nil
+					}
+				}
+				last = fmt.Errorf("%s not listed yet", c.Spec.Names.Plural)
+				return false, nil
+			})
+			if err != nil {
+				return fmt.Errorf("wait for discovery of %s in %s: %w", c.Name, gv, errors.Join(err, last))
+			}
 		}
 	}
 	return nil

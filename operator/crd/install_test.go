@@ -2,6 +2,7 @@ package crd_test
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/setpoint-dev/setpoint/operator/crd"
@@ -45,6 +47,12 @@ func TestInstallServesTheResourceAndIsIdempotent(t *testing.T) {
 		if err := crd.Install(t.Context(), env.Config, 30*time.Second, widgetCRD()); err != nil {
 			t.Fatalf("install: %v", err)
 		}
+	}
+	// Discovery lists it straight after Install returns: clients that map
+	// kinds through it (kubectl, controller-runtime) can use it at once.
+	list, err := discovery.NewDiscoveryClientForConfigOrDie(env.Config).ServerResourcesForGroupVersion("test.setpoint.dev/v1")
+	if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "widgets" }) {
+		t.Fatalf("discovery right after install: %v %+v", err, list)
 	}
 	// Created straight after Install returns: no wait, no retry.
 	dyn := dynamic.NewForConfigOrDie(env.Config)
