@@ -3,6 +3,7 @@ package postgres
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -252,6 +253,13 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 		// the first look after it may hear a replica before the primary.
 		delay = max(delay, silenceGrace)
 	}
+	if r := o.Reports[old]; r != nil && r.Role == "down" && r.Leader {
+		// Its agent holds the Lease and is starting postgres again
+		// (crash recovery, usually under a second). Fencing it in the
+		// middle loses what it accepts between coming back and seeing
+		// the fence, which its replicas have not received.
+		delay = max(delay, restartGrace)
+	}
 	if o.Now.Sub(st.PrimaryUnhealthySince.Time) < delay {
 		return
 	}
@@ -272,6 +280,32 @@ func failover(o Observation, st *v1alpha1.PostgresClusterStatus, d *Decision, wh
 		return
 	}
 	promote(o, st, d, next, reason, fmt.Sprintf("primary %s unhealthy (%s) since %s", old, why, since))
+}
+
+// RecheckBeforeFence asks the primary's agent again (fetch) when d
+// would start fencing it, and decides again with that answer. The look's
+// reports are gathered together and wait for the slowest agent (up to
+// reportTimeout), so the primary's "postgres is not running" may be
+// stale: its agent restarts a crashed postgres in place within a second.
+// Fencing a primary that is back already is a failover for nothing, and
+// with asynchronous replicas it loses what that primary committed since
+// it came back and they had not received yet.
+func RecheckBeforeFence(o Observation, d Decision, fetch func(instance string) *agent.Report) Decision {
+	old := o.Cluster.Status.TargetPrimary
+	if old == "" || d.Status.TargetPrimary != "" {
+		return d
+	}
+	fresh := fetch(old)
+	if fresh == nil {
+		return d // no answer now: no news
+	}
+	reports := maps.Clone(o.Reports)
+	if reports == nil {
+		reports = map[string]*agent.Report{}
+	}
+	reports[old] = fresh
+	o.Reports = reports
+	return Decide(o)
 }
 
 // promote makes next the target primary, the old one being known stopped.
@@ -309,6 +343,11 @@ func chooseAfterFence(o Observation, st *v1alpha1.PostgresClusterStatus, d *Deci
 // no sign that its pod stopped, must stay silent before a failover, even
 // with failoverDelay 0.
 const silenceGrace = 3 * time.Second
+
+// restartGrace is how long a primary whose agent holds the Lease and
+// restarts postgres in place is given to come back before a failover,
+// even with failoverDelay 0 (as Patroni's master_start_timeout).
+const restartGrace = 3 * time.Second
 
 // primaryHealth: the agent answers, runs postgres as primary, holds the
 // Lease and is ready. Pod readiness is not looked at: it lags.

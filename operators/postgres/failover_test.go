@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -319,5 +320,75 @@ func TestFencedPrimaryIsReplacedOnceItsLeaseExpired(t *testing.T) {
 	o.LeaseExpired = true
 	if d := Decide(o); d.Status.TargetPrimary != "pg-2" {
 		t.Errorf("target %q once the Lease expired, want pg-2", d.Status.TargetPrimary)
+	}
+}
+
+// TestRecheckBeforeFence: a look that would fence the primary for
+// "postgres is not running" asks its agent again; a primary back already
+// is not fenced, one still down is, and no answer changes nothing.
+func TestRecheckBeforeFence(t *testing.T) {
+	down := &agent.Report{Role: "down", Leader: true, Message: "postgres exited"}
+	c := pgCluster(2, primaryIs("pg-1"))
+	c.Status.PrimaryUnhealthySince = &metav1.Time{Time: now.Add(-restartGrace)}
+	o := Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{"pg-1": down, "pg-2": replica("0/3000000", "0/3000000")}}
+	d := Decide(o)
+	if d.Status.TargetPrimary != "" {
+		t.Fatalf("the look alone: target %q, want fencing (down for restartGrace)", d.Status.TargetPrimary)
+	}
+	for _, tc := range []struct {
+		name  string
+		fresh *agent.Report
+		want  string
+	}{
+		{"back already", primary("0/3000100"), "pg-1"},
+		{"still down", down, ""},
+		{"no answer", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var asked []string
+			got := RecheckBeforeFence(o, d, func(instance string) *agent.Report {
+				asked = append(asked, instance)
+				return tc.fresh
+			})
+			if got.Status.TargetPrimary != tc.want || !slices.Equal(asked, []string{"pg-1"}) {
+				t.Errorf("target %q after asking %v, want %q after asking pg-1", got.Status.TargetPrimary, asked, tc.want)
+			}
+			if o.Reports["pg-1"] != down {
+				t.Error("the look's reports were changed")
+			}
+		})
+	}
+	// A decision that does not fence asks no one.
+	healthy := Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{"pg-1": primary("0/3000000")}}
+	RecheckBeforeFence(healthy, Decide(healthy), func(string) *agent.Report {
+		t.Error("asked although nothing is fenced")
+		return nil
+	})
+}
+
+// TestARestartingPrimaryGetsItsGrace: a primary whose agent holds the
+// Lease and restarts postgres is given restartGrace even with
+// failoverDelay 0; one down for longer is fenced.
+func TestARestartingPrimaryGetsItsGrace(t *testing.T) {
+	down := &agent.Report{Role: "down", Leader: true, Message: "postgres does not answer yet"}
+	for _, tc := range []struct {
+		name string
+		for_ time.Duration
+		want string
+	}{
+		{"just seen down", 0, "pg-1"},
+		{"down for less than the grace", restartGrace - time.Second, "pg-1"},
+		{"down for the grace", restartGrace, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := pgCluster(2, primaryIs("pg-1"))
+			if tc.for_ > 0 {
+				c.Status.PrimaryUnhealthySince = &metav1.Time{Time: now.Add(-tc.for_)}
+			}
+			d := Decide(Observation{Cluster: c, Now: now, Reports: map[string]*agent.Report{"pg-1": down, "pg-2": replica("0/3000000", "0/3000000")}})
+			if d.Status.TargetPrimary != tc.want {
+				t.Errorf("target %q, want %q", d.Status.TargetPrimary, tc.want)
+			}
+		})
 	}
 }

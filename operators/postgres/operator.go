@@ -210,7 +210,9 @@ func (r *reconciler) look(ctx context.Context, c *v1alpha1.PostgresCluster, log 
 	if c.Status.Initialized && c.Status.TargetPrimary == "" {
 		o.LeaseExpired = r.leaseExpired(ctx, c, o.Now)
 	}
-	d := Decide(o)
+	d := RecheckBeforeFence(o, Decide(o), func(instance string) *agent.Report {
+		return r.report(ctx, c, instance, log)
+	})
 	next := c.DeepCopy()
 	next.Status = d.Status
 	if to := c.Annotations[AnnotationSwitchover]; to != "" {
@@ -286,25 +288,33 @@ func (r *reconciler) reports(ctx context.Context, c *v1alpha1.PostgresCluster, l
 	var wg sync.WaitGroup
 	for _, n := range names {
 		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(ctx, reportTimeout)
-			defer cancel()
-			start := time.Now()
-			body, err := r.cs.CoreV1().Pods(c.Namespace).ProxyGet("http", n, fmt.Sprint(AgentPort), "/status", nil).DoRaw(ctx)
-			if err != nil {
-				log.V(1).Info("no report", "instance", n, "after", time.Since(start).String(), "error", err.Error())
-				return
+			if rep := r.report(ctx, c, n, log); rep != nil {
+				mu.Lock()
+				out[n] = rep
+				mu.Unlock()
 			}
-			rep := &agent.Report{}
-			if json.Unmarshal(body, rep) != nil || rep.Instance != n {
-				return
-			}
-			mu.Lock()
-			out[n] = rep
-			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	return out
+}
+
+// report asks one instance's agent for its status; nil if it does not
+// answer within reportTimeout.
+func (r *reconciler) report(ctx context.Context, c *v1alpha1.PostgresCluster, instance string, log logr.Logger) *agent.Report {
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
+	defer cancel()
+	start := time.Now()
+	body, err := r.cs.CoreV1().Pods(c.Namespace).ProxyGet("http", instance, fmt.Sprint(AgentPort), "/status", nil).DoRaw(ctx)
+	if err != nil {
+		log.V(1).Info("no report", "instance", instance, "after", time.Since(start).String(), "error", err.Error())
+		return nil
+	}
+	rep := &agent.Report{}
+	if json.Unmarshal(body, rep) != nil || rep.Instance != instance {
+		return nil
+	}
+	return rep
 }
 
 const reportTimeout = 2 * time.Second

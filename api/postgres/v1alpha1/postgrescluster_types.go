@@ -65,7 +65,9 @@ type PostgresClusterSpec struct {
 
 	// FailoverDelay is how long the primary must stay unhealthy (its agent
 	// unreachable or reporting PostgreSQL down, or its Lease not renewed)
-	// before a replica is promoted. 0 fails over as soon as it is seen.
+	// before a replica is promoted. 0 fails over as soon as it is seen,
+	// except that a primary whose agent is silent, or holds the Lease and
+	// is restarting PostgreSQL in place, is given 3 s.
 	// +optional
 	FailoverDelay *metav1.Duration `json:"failoverDelay,omitempty"`
 
