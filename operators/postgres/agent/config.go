@@ -79,7 +79,16 @@ func InstanceNames(c *v1alpha1.PostgresCluster) []string {
 // primary whose postgres the agent restarted in place takes commits that
 // no replica receives until they reconnect, and a failover in that time
 // (failoverDelay 0) loses them all. 1 s narrows that window.
+//
+// wal_keep_size (PostgreSQL's default 0) is WAL a primary keeps for
+// standbys that have no slot on it yet. An old primary rewound after a
+// failover replays from its last checkpoint before the fork, and the
+// WAL from there is on the new primary only if it kept it: a test saw a
+// rewound primary wait for ever on "requested WAL segment ... has
+// already been removed" as the new primary recycled it. CloudNativePG
+// keeps 512MB; 256MB is kept here, so a small volume is not filled.
 var defaults = map[string]string{
+	"wal_keep_size":               "256MB",
 	"wal_retrieve_retry_interval": "1s",
 }
 
