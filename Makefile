@@ -63,7 +63,7 @@ bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B),
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)
 
 .PHONY: chaos
-chaos: tools build ## Run the long fault and churn suites (make test runs short versions) and print their table (hack/chaos.sh, docs/reliability.md): kube-apiserver SIGKILLed 10 times and etcd 3 times under churn of 100 Apps; a leader cut off for 30 s; a namespace of 1,000 handled objects deleted, with the operator up and down; 200 random App edits; 200 Celery tasks through scale cycles; 100 SIGKILLs of two leader-elected operator replicas under churn of 500 Widgets; 40 rounds of a frozen API server and a frozen PostgreSQL primary with no false failover.
+chaos: tools build ## Run the long fault and churn suites (make test runs short versions) and print their table (hack/chaos.sh, docs/reliability.md): kube-apiserver SIGKILLed 10 times and etcd 3 times under churn of 100 Apps; a leader cut off for 30 s; a namespace of 1,000 handled objects deleted, with the operator up and down; 200 random App edits; 200 Celery tasks through scale cycles; 100 SIGKILLs of two leader-elected operator replicas under churn of 500 Widgets, and 100 of two `setpoint run --leader-elect` replicas under churn of 500 Apps; 40 rounds of a frozen API server and a frozen PostgreSQL primary with no false failover.
 	GO=$(GO) hack/chaos.sh
 
 .PHONY: bench-tools

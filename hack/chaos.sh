@@ -22,6 +22,7 @@ suite() { # env... -- package run-pattern
 }
 suite SETPOINT_APISERVER_KILLS=10 SETPOINT_ETCD_KILLS=3 SETPOINT_CHURN_APPS=100 -- ./test/e2e/ 'TestAppsConvergeThroughControlPlaneRestarts'
 suite SETPOINT_OPERATOR_KILLS=100 SETPOINT_KILL_WIDGETS=500 -- ./operator/ 'TestOperatorSIGKILLs'
+suite SETPOINT_RUN_KILLS=100 SETPOINT_KILL_APPS=500 -- ./test/e2e/ 'TestSetpointRunSIGKILLs'
 suite SETPOINT_CUTOFF=30s -- ./operator/ 'TestLeaderCutOffStopsWritingAndExits'
 suite SETPOINT_NS_OBJECTS=1000 -- ./operator/ 'TestNamespaceDeletionWithManyHandledObjects'
 suite SETPOINT_RANDOM_EDITS=200 -- ./test/e2e/ 'TestRandomEditsConvergeExactly'

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -76,83 +74,6 @@ func runKillHelper() int {
 	return 0
 }
 
-// supervisor keeps n replicas of the kill helper running, starting each
-// again as soon as it dies, and remembers every process that died.
-type supervisor struct {
-	mu      sync.Mutex
-	current []*os.Process
-	dead    map[int]bool
-	stop    chan struct{}
-	wg      sync.WaitGroup
-}
-
-// supervise starts the replicas; each one's output goes to
-// logDir/replica-<i>.log, which a failed test prints.
-func supervise(t *testing.T, n int, env []string, logDir string) *supervisor {
-	s := &supervisor{current: make([]*os.Process, n), dead: map[int]bool{}, stop: make(chan struct{})}
-	for i := range n {
-		s.wg.Go(func() {
-			for {
-				cmd := exec.Command(os.Args[0], "-test.run=^$")
-				cmd.Env = append(os.Environ(), env...)
-				if f, err := os.OpenFile(fmt.Sprintf("%s/replica-%d.log", logDir, i), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
-					cmd.Stdout, cmd.Stderr = f, f
-					fmt.Fprintf(f, "=== started %s\n", time.Now().Format("15:04:05.000"))
-				}
-				if err := cmd.Start(); err != nil {
-					t.Errorf("start replica %d: %v", i, err)
-					return
-				}
-				s.mu.Lock()
-				s.current[i] = cmd.Process
-				s.mu.Unlock()
-				_ = cmd.Wait()
-				s.mu.Lock()
-				s.dead[cmd.Process.Pid] = true
-				s.mu.Unlock()
-				select {
-				case <-s.stop:
-					return
-				default:
-				}
-			}
-		})
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i := range n {
-				b, _ := os.ReadFile(fmt.Sprintf("%s/replica-%d.log", logDir, i))
-				t.Logf("replica %d's output:\n%s", i, b[max(0, len(b)-4096):])
-			}
-		}
-		close(s.stop)
-		s.mu.Lock()
-		for _, p := range s.current {
-			if p != nil {
-				_ = p.Kill()
-			}
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	return s
-}
-
-// kill SIGKILLs replica i's current process.
-func (s *supervisor) kill(i int) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.current[i]; p != nil {
-		_ = p.Signal(syscall.SIGKILL)
-	}
-}
-
-func (s *supervisor) died(pid int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.dead[pid]
-}
-
 // TestOperatorSIGKILLs (#17 item 1): two replicas of a leader-elected
 // operator run under a supervisor that starts each again when it dies;
 // during a churn of Widgets (creates, size edits, deletes) one replica at
@@ -175,12 +96,16 @@ func TestOperatorSIGKILLs(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rnd := rand.New(rand.NewPCG(seed, 3))
-	s := supervise(t, 2, []string{killHelperEnv + "=" + ns, killKubeconfigEnv + "=" + env.ControlPlane.KubeconfigPath, killLogEnv + "=" + logPath}, dir)
+	s := testkit.Supervise(t, 2, func(int) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), killHelperEnv+"="+ns, killKubeconfigEnv+"="+env.ControlPlane.KubeconfigPath, killLogEnv+"="+logPath)
+		return cmd
+	}, dir)
 
 	stopChurn := churnWidgets(t, ns, rand.New(rand.NewPCG(seed, 4)), widgets)
 	for range kills {
 		<-time.After(time.Duration(300+rnd.IntN(2700)) * time.Millisecond)
-		s.kill(rnd.IntN(2))
+		s.Kill(rnd.IntN(2))
 	}
 	steps := stopChurn()
 	last := time.Now()
@@ -237,14 +162,7 @@ func churnWidgets(t *testing.T, ns string, rnd *rand.Rand, n int) func() int {
 func waitWidgetsExact(t *testing.T, ns string) {
 	t.Helper()
 	wc := widgetClient(t)
-	lastWhy := ""
-	testkit.Eventually(t, 2*time.Minute, func() (err error) {
-		defer func() {
-			if err != nil && err.Error() != lastWhy {
-				lastWhy = err.Error()
-				t.Logf("%s waiting: %v", time.Now().Format("15:04:05.000"), err)
-			}
-		}()
+	testkit.EventuallyLogged(t, 2*time.Minute, func() error {
 		var list WidgetList
 		if err := wc.List(t.Context(), &list, client.InNamespace(ns)); err != nil {
 			return err
@@ -312,7 +230,7 @@ func handledNow(w *Widget) error {
 // its delete handler, and a handler ran twice for one change (Widget,
 // handler, generation) only after the process of the earlier run died.
 // It returns the lost and duplicated counts, each failure reported.
-func checkHandlerLog(t *testing.T, ns, path string, s *supervisor) (lost, duplicated int) {
+func checkHandlerLog(t *testing.T, ns, path string, s *testkit.Supervisor) (lost, duplicated int) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -337,7 +255,7 @@ func checkHandlerLog(t *testing.T, ns, path string, s *supervisor) (lost, duplic
 	}
 	for key, pids := range runs {
 		for i := 1; i < len(pids); i++ {
-			if !s.died(pids[i-1]) {
+			if !s.Died(pids[i-1]) {
 				duplicated++
 				t.Errorf("%s ran again in pid %d after it ran in pid %d, which lived on", key, pids[i], pids[i-1])
 			}

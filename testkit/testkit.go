@@ -90,6 +90,7 @@ func Run(m *testing.M, opts ...Option) int {
 		o(&s)
 	}
 	setLogger()
+	defer removeSetpoint()
 	// Test data is thrown away, so etcd need not fsync.
 	s.cp.UnsafeNoFsync = true
 	if d := os.Getenv(DirEnv); d != "" {
@@ -257,6 +258,23 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 		}
 		t.Fatal(err)
 	}
+}
+
+// EventuallyLogged is Eventually that also logs, with its time, each
+// reason cond gives that differs from the one before: for long waits
+// (a chaos test's reconvergence), whose log then shows what took the
+// time.
+func EventuallyLogged(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	last := ""
+	Eventually(t, timeout, func() error {
+		err := cond()
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			t.Logf("%s waiting: %v", time.Now().Format("15:04:05.000"), err)
+		}
+		return err
+	})
 }
 
 // Poll is Eventually for code without a testing.TB: it returns the last

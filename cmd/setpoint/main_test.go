@@ -19,32 +19,12 @@ import (
 var setpointBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "setpoint-bin-")
-	if err != nil {
+	var err error
+	if setpointBin, err = testkit.SetpointBinary(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	// Readable by all: a test runs it as an ordinary user.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	setpointBin = filepath.Join(dir, "setpoint")
-	// Built with the same race setting as the test binary, so the packages
-	// compiled for the test are reused.
-	args := []string{"build", "-o", setpointBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build setpoint:", err)
-		os.Exit(1)
-	}
-	code := testkit.Run(m)
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testkit.Run(m))
 }
 
 // command is a running setpoint subprocess whose output is collected.

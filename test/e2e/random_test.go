@@ -375,27 +375,44 @@ func sameAsFreshApply(t *testing.T, a *appsv1alpha1.App, scratch string) error {
 			return fmt.Errorf("%s %s differs from a fresh apply:\nlive  %s\nfresh %s", gvk.Kind, d.GetName(), jsonOf(l), jsonOf(f))
 		}
 	}
+	for _, o := range appChildren(t, a.Namespace, client.MatchingLabels{"setpoint.dev/owner-uid": string(a.UID)}) {
+		if o.GetDeletionTimestamp() == nil && !want[o.kind+"/"+o.GetName()] {
+			return fmt.Errorf("%s %s is left over", o.kind, o.GetName())
+		}
+	}
+	return nil
+}
+
+// child is one of an App's children, with its kind.
+type child struct {
+	kind string
+	metav1.Object
+}
+
+// appChildren lists every object in ns of the kinds an App has as
+// children, selected by sel.
+func appChildren(t *testing.T, ns string, sel client.ListOption) []child {
+	t.Helper()
+	c := testkit.Env(t).Client
+	var all []child
 	for _, list := range []client.ObjectList{&appsv1.DeploymentList{}, &corev1.ServiceList{}, &networkingv1.IngressList{},
 		&autoscalingv2.HorizontalPodAutoscalerList{}, &policyv1.PodDisruptionBudgetList{}} {
-		if err := c.List(t.Context(), list, client.InNamespace(a.Namespace), client.MatchingLabels{"setpoint.dev/owner-uid": string(a.UID)}); err != nil {
+		if err := c.List(t.Context(), list, client.InNamespace(ns), sel); err != nil {
 			t.Fatal(err)
 		}
 		gvk, err := apiutil.GVKForObject(list, scheme)
 		if err != nil {
 			t.Fatal(err)
 		}
-		kind := gvk.Kind[:len(gvk.Kind)-len("List")]
 		items, err := metaItems(list)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, o := range items {
-			if o.GetDeletionTimestamp() == nil && !want[kind+"/"+o.GetName()] {
-				return fmt.Errorf("%s %s is left over", kind, o.GetName())
-			}
+			all = append(all, child{gvk.Kind[:len(gvk.Kind)-len("List")], o})
 		}
 	}
-	return nil
+	return all
 }
 
 func hasField(m map[string]any, path ...string) bool {

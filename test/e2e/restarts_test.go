@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -75,9 +73,9 @@ func TestAppsConvergeThroughControlPlaneRestarts(t *testing.T) {
 		}
 		up := time.Now()
 		edits := stop()
-		waitAppsExact(t, ns, scratch)
-		took[f] = append(took[f], time.Since(up))
-		t.Logf("%s killed and back; %d churn steps; every App exact %s after it was ready", f, edits, time.Since(up).Round(10*time.Millisecond))
+		exact := waitAppsExact(t, ns, scratch).Sub(up)
+		took[f] = append(took[f], exact)
+		t.Logf("%s killed and back; %d churn steps; every App exact %s after it was ready", f, edits, exact.Round(10*time.Millisecond))
 		select {
 		case err := <-exited:
 			t.Fatalf("the operator stopped after a restart of %s: %v", f, err)
@@ -143,37 +141,45 @@ func churnApps(t *testing.T, ns string, rnd *rand.Rand, apps int) func() int {
 
 // waitAppsExact waits until every App in ns is handled for its
 // generation and its children are exactly a fresh apply of its desired
-// objects, and no Deployment is left of an App that is gone.
-func waitAppsExact(t *testing.T, ns, scratch string) {
+// objects, no App is stuck Terminating and no child is left of an App
+// that is gone. It returns when the check that passed began: with
+// hundreds of Apps one check takes seconds (a dry-run apply of each
+// child), which is the test's time, not the operator's.
+func waitAppsExact(t *testing.T, ns, scratch string) time.Time {
 	t.Helper()
 	c := testkit.Env(t).Client
-	testkit.Eventually(t, 2*wait, func() error {
+	var began time.Time
+	testkit.EventuallyLogged(t, 2*wait, func() error {
+		began = time.Now()
 		var list appsv1alpha1.AppList
 		if err := c.List(t.Context(), &list, client.InNamespace(ns)); err != nil {
 			return err
 		}
-		var live []string
+		live := map[string]bool{}
 		names := map[string]string{}
-		for i := range list.Items {
-			a := &list.Items[i]
-			live = append(live, string(a.UID))
+		// The cheap checks of every App first, so a check that fails
+		// fails fast.
+		for _, a := range list.Items {
+			live[string(a.UID)] = true
 			names[a.Name] = string(a.UID)
+			if a.DeletionTimestamp != nil {
+				return fmt.Errorf("%s is Terminating", a.Name)
+			}
 			if a.Status.ObservedGeneration != a.Generation {
 				return fmt.Errorf("%s: generation %d handled %d", a.Name, a.Generation, a.Status.ObservedGeneration)
 			}
-			if err := sameAsFreshApply(t, a, scratch); err != nil {
-				return fmt.Errorf("%s: %w", a.Name, err)
+		}
+		for _, o := range appChildren(t, ns, client.HasLabels{"setpoint.dev/owner-uid"}) {
+			if owner := o.GetLabels()["setpoint.dev/owner-uid"]; o.GetDeletionTimestamp() == nil && !live[owner] {
+				return fmt.Errorf("%s %s (made %s, owners %+v) is left of a deleted App (Apps now: %v)", o.kind, o.GetName(), o.GetCreationTimestamp(), o.GetOwnerReferences(), names)
 			}
 		}
-		var deps appsv1.DeploymentList
-		if err := c.List(t.Context(), &deps, client.InNamespace(ns)); err != nil {
-			return err
-		}
-		for _, d := range deps.Items {
-			if owner := d.Labels["setpoint.dev/owner-uid"]; d.DeletionTimestamp == nil && !slices.Contains(live, owner) {
-				return fmt.Errorf("Deployment %s (made %s, owners %+v) is left of a deleted App (Apps now: %v)", d.Name, d.CreationTimestamp, d.OwnerReferences, names)
+		for i := range list.Items {
+			if err := sameAsFreshApply(t, &list.Items[i], scratch); err != nil {
+				return fmt.Errorf("%s: %w", list.Items[i].Name, err)
 			}
 		}
 		return nil
 	})
+	return began
 }
