@@ -179,7 +179,7 @@ func runSide(b *testing.B, sd side, n int) phase {
 	// A full resync with nothing changed: a new process lists everything
 	// and passes over every App once.
 	op = startOperator(b, sd.binary, sd.args, ns, clientQPS, clientBurst, workers)
-	opBefore = op.requests(b)
+	before = apiserverRequests(b)
 	testkit.Eventually(b, 5*time.Minute, func() error {
 		if got := op.reconciles(b, sd.controller); got < float64(n) {
 			return fmt.Errorf("%.0f of %d Apps passed over", got, n)
@@ -187,7 +187,7 @@ func runSide(b *testing.B, sd side, n int) phase {
 		return nil
 	})
 	ph.ResyncPasses = op.reconciles(b, sd.controller)
-	ph.ResyncWrites = onlyWrites(op.requests(b).minus(opBefore))
+	ph.ResyncWrites = objectWrites(apiserverRequests(b).minus(before))
 	op.stop()
 	if w := ph.ResyncWrites.writes(); w != 0 {
 		b.Errorf("%s: a resync with nothing changed wrote %v", sd.Name, ph.ResyncWrites)
@@ -372,6 +372,26 @@ func waitAll(b *testing.B, ns string, n int, list client.ObjectList, ready func(
 			b.Fatalf("%d of %d ready after 10 minutes", count(), n)
 		}
 	}
+}
+
+// objectWrites is onlyWrites without what every process writes whatever
+// it handles: Leases (setpoint run always holds one, renewed every 2 s;
+// the plane's components hold theirs), access reviews (Setpoint checks
+// its watches' RBAC), and Node status (kwok's heartbeats). The operator's
+// own client metrics have no resource label, so a resync's writes are
+// counted at the API server, all clients, on an otherwise idle plane.
+func objectWrites(c counters) counters {
+	out := counters{}
+	for key, v := range onlyWrites(c) {
+		_, res, _ := strings.Cut(key, " ")
+		res, _, _ = strings.Cut(res, "/")
+		switch res {
+		case "LEASES", "SELFSUBJECTACCESSREVIEWS", "SUBJECTACCESSREVIEWS", "TOKENREVIEWS", "NODES":
+		default:
+			out[key] = v
+		}
+	}
+	return out
 }
 
 func onlyWrites(c counters) counters {
