@@ -1,0 +1,84 @@
+package operator_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/testkit"
+)
+
+const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
+
+// The caches keep only what Setpoint reads (#19): handlers see objects
+// without kubectl's last-applied copy and without other writers'
+// managedFields, while a child keeps the operator's own apply entry (a
+// pass needs it to know the child needs no apply); the API server keeps
+// all of it.
+func TestCachesKeepOnlyWhatSetpointReads(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	installWidgetCRD(t)
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	seen := make(chan *Widget, 1)
+	r := start(t, nil, o, func(op *operator.Operator) {
+		w := operator.Watch[*Widget](op)
+		w.Children(widgetChildren, &corev1.ConfigMap{})
+		w.OnCreate(func(ctx context.Context, cs *operator.Cause[*Widget]) error {
+			select {
+			case seen <- cs.Object.DeepCopyObject().(*Widget):
+			default:
+			}
+			return nil
+		})
+	})
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: ns, Annotations: map[string]string{lastApplied: `{"a":"copy"}`, "keep": "me"}}}
+	w.Spec.Size = 1
+	wc := widgetClient(t)
+	if err := wc.Create(t.Context(), w, client.FieldOwner("kubectl-client-side-apply")); err != nil {
+		t.Fatal(err)
+	}
+	var got *Widget
+	select {
+	case got = <-seen:
+	case <-time.After(time.Minute):
+		t.Fatal("the create handler did not run")
+	}
+	if got.Annotations[lastApplied] != "" || got.Annotations["keep"] != "me" || len(got.ManagedFields) != 0 {
+		t.Errorf("handler saw annotations %v and managedFields %v; want no last-applied copy, the other annotation, no managedFields", got.Annotations, got.ManagedFields)
+	}
+	stored := &Widget{}
+	if err := r.op.APIReader().Get(t.Context(), client.ObjectKeyFromObject(w), stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Annotations[lastApplied] == "" || len(stored.ManagedFields) == 0 {
+		t.Errorf("the stored Widget lost annotations %v or managedFields %v", stored.Annotations, stored.ManagedFields)
+	}
+
+	// A child that another writer also changed keeps only the
+	// operator's apply entry in the cache.
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "w-0", Namespace: ns}}
+	testkit.Eventually(t, time.Minute, func() error { return wc.Get(t.Context(), client.ObjectKeyFromObject(cm), cm) })
+	if err := wc.Patch(t.Context(), cm, client.RawPatch("application/merge-patch+json", []byte(`{"metadata":{"labels":{"other":"x"}}}`)), client.FieldOwner("other")); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		cached := &corev1.ConfigMap{}
+		if err := r.op.Client().Get(t.Context(), client.ObjectKeyFromObject(cm), cached); err != nil {
+			return err
+		}
+		if cached.Labels["other"] != "x" {
+			return fmt.Errorf("the cache has not seen the other writer's label yet")
+		}
+		if len(cached.ManagedFields) != 1 || cached.ManagedFields[0].Manager != o.Name || cached.ManagedFields[0].Operation != metav1.ManagedFieldsOperationApply {
+			return fmt.Errorf("cached child's managedFields: %+v; want only %s's apply", cached.ManagedFields, o.Name)
+		}
+		return nil
+	})
+}
