@@ -158,7 +158,7 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	// one: capped, client-go never logs their bodies.
 	log = CappedLogger(log)
 	op := &Operator{opts: opts, keys: keys{prefix: opts.Prefix}, log: log, ids: map[string]bool{}}
-	cacheOpts := cache.Options{DefaultWatchErrorHandler: op.watchFailed}
+	cacheOpts := cache.Options{DefaultWatchErrorHandler: op.watchFailed, DefaultTransform: op.lean}
 	if opts.SyncPeriod > 0 {
 		cacheOpts.SyncPeriod = &opts.SyncPeriod
 	}
@@ -177,6 +177,7 @@ func New(cfg *rest.Config, opts Options) (*Operator, error) {
 	}
 	mo := ctrl.Options{
 		Scheme:                  opts.Scheme,
+		MapperProvider:          newMemoMapper,
 		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:  probeAddr,
