@@ -103,10 +103,7 @@ func TestOperatorSIGKILLs(t *testing.T) {
 	}, dir)
 
 	stopChurn := churnWidgets(t, ns, rand.New(rand.NewPCG(seed, 4)), widgets)
-	for range kills {
-		<-time.After(time.Duration(300+rnd.IntN(2700)) * time.Millisecond)
-		s.Kill(rnd.IntN(2))
-	}
+	s.KillRandomly(rnd, kills)
 	steps := stopChurn()
 	last := time.Now()
 	waitWidgetsExact(t, ns)
@@ -121,39 +118,22 @@ func TestOperatorSIGKILLs(t *testing.T) {
 // churnWidgets creates, resizes and deletes Widgets k-000.. at random
 // until the function it returns is called; that returns the step count.
 func churnWidgets(t *testing.T, ns string, rnd *rand.Rand, n int) func() int {
-	stop, done := make(chan struct{}), make(chan int, 1)
 	wc := widgetClient(t)
-	go func() {
-		steps := 0
-		for {
-			select {
-			case <-stop:
-				done <- steps
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			steps++
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			w := &Widget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("k-%03d", rnd.IntN(n))}}
-			err := wc.Get(ctx, client.ObjectKeyFromObject(w), w)
-			switch {
-			case apierrors.IsNotFound(err):
-				w.Spec.Size = 1 + rnd.IntN(3)
-				_ = wc.Create(ctx, w)
-			case err != nil || w.DeletionTimestamp != nil:
-			case rnd.IntN(6) == 0:
-				_ = wc.Delete(ctx, w)
-			default:
-				w.Spec.Size = 1 + (w.Spec.Size+rnd.IntN(2))%3 // another size
-				_ = wc.Update(ctx, w)
-			}
-			cancel()
+	return testkit.Churn(20*time.Millisecond, func(ctx context.Context) {
+		w := &Widget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("k-%03d", rnd.IntN(n))}}
+		err := wc.Get(ctx, client.ObjectKeyFromObject(w), w)
+		switch {
+		case apierrors.IsNotFound(err):
+			w.Spec.Size = 1 + rnd.IntN(3)
+			_ = wc.Create(ctx, w)
+		case err != nil || w.DeletionTimestamp != nil:
+		case rnd.IntN(6) == 0:
+			_ = wc.Delete(ctx, w)
+		default:
+			w.Spec.Size = 1 + (w.Spec.Size+rnd.IntN(2))%3 // another size
+			_ = wc.Update(ctx, w)
 		}
-	}()
-	return func() int {
-		close(stop)
-		return <-done
-	}
+	})
 }
 
 // waitWidgetsExact waits until every Widget's changes are handled, its

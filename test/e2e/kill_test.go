@@ -43,10 +43,7 @@ func TestSetpointRunSIGKILLs(t *testing.T) {
 		testkit.Create(t, churnApp(ns, i))
 	}
 	stop := churnApps(t, ns, rand.New(rand.NewPCG(seed, 6)), apps)
-	for range kills {
-		<-time.After(time.Duration(300+rnd.IntN(2700)) * time.Millisecond)
-		s.Kill(rnd.IntN(2))
-	}
+	s.KillRandomly(rnd, kills)
 	steps := stop()
 	last := time.Now()
 	took := waitAppsExact(t, ns, scratch).Sub(last)

@@ -104,39 +104,22 @@ func churnApp(ns string, i int) *appsv1alpha1.App {
 // called; that returns how many steps were taken. Errors (the API server
 // is down for part of it) are part of the churn and are not reported.
 func churnApps(t *testing.T, ns string, rnd *rand.Rand, apps int) func() int {
-	stop, done := make(chan struct{}), make(chan int, 1)
 	c := testkit.Env(t).Client
-	go func() {
-		steps := 0
-		for {
-			select {
-			case <-stop:
-				done <- steps
-				return
-			default:
-			}
-			steps++
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			a := churnApp(ns, rnd.IntN(apps))
-			err := c.Get(ctx, client.ObjectKeyFromObject(a), a)
-			switch {
-			case apierrors.IsNotFound(err):
-				_ = c.Create(ctx, a)
-			case err != nil:
-				<-time.After(100 * time.Millisecond) // the API server is down: do not spin
-			case rnd.IntN(5) == 0:
-				_ = c.Delete(ctx, a)
-			default:
-				randomEdit(rnd, a)
-				_ = c.Update(ctx, a)
-			}
-			cancel()
+	return testkit.Churn(0, func(ctx context.Context) {
+		a := churnApp(ns, rnd.IntN(apps))
+		err := c.Get(ctx, client.ObjectKeyFromObject(a), a)
+		switch {
+		case apierrors.IsNotFound(err):
+			_ = c.Create(ctx, a)
+		case err != nil:
+			<-time.After(100 * time.Millisecond) // the API server is down: do not spin
+		case rnd.IntN(5) == 0:
+			_ = c.Delete(ctx, a)
+		default:
+			randomEdit(rnd, a)
+			_ = c.Update(ctx, a)
 		}
-	}()
-	return func() int {
-		close(stop)
-		return <-done
-	}
+	})
 }
 
 // waitAppsExact waits until every App in ns is handled for its
