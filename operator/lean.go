@@ -36,7 +36,7 @@ func (op *Operator) lean(obj any) (any, error) {
 	if mf := m.GetManagedFields(); len(mf) > 0 {
 		var keep []metav1.ManagedFieldsEntry
 		for _, e := range mf {
-			if e.Manager == op.opts.Name && e.Operation == metav1.ManagedFieldsOperationApply && e.Subresource == "" {
+			if ownApply(op.opts.Name, e.Manager, string(e.Operation), e.Subresource) {
 				keep = append(keep, e)
 			}
 		}
@@ -59,7 +59,10 @@ func leanUnstructured(obj map[string]any, manager string) {
 		var keep []any
 		for _, e := range entries {
 			m, _ := e.(map[string]any)
-			if sub, _ := m["subresource"].(string); m["manager"] == manager && m["operation"] == "Apply" && sub == "" {
+			mgr, _ := m["manager"].(string)
+			op, _ := m["operation"].(string)
+			sub, _ := m["subresource"].(string)
+			if ownApply(manager, mgr, op, sub) {
 				keep = append(keep, e)
 			}
 		}

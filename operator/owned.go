@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -39,6 +40,13 @@ func appliedDigest(obj map[string]any) (string, error) {
 	return hex.EncodeToString(sum[:16]), nil
 }
 
+// ownApply reports whether a managedFields entry (its manager, operation
+// and subresource) is manager's apply of the main resource: the entry a
+// pass reads, and the only one the caches keep (lean.go).
+func ownApply(manager, entryManager, operation, subresource string) bool {
+	return entryManager == manager && operation == string(metav1.ManagedFieldsOperationApply) && subresource == ""
+}
+
 // appliedFields returns the fieldsV1 of manager's Apply entry for the
 // main resource (not a subresource), or nil if it has none.
 func appliedFields(live *unstructured.Unstructured, manager string) map[string]any {
@@ -47,10 +55,13 @@ func appliedFields(live *unstructured.Unstructured, manager string) map[string]a
 	entries, _ := v.([]any)
 	for _, e := range entries {
 		m, ok := e.(map[string]any)
-		if !ok || m["manager"] != manager || m["operation"] != "Apply" {
+		if !ok {
 			continue
 		}
-		if sub, _ := m["subresource"].(string); sub != "" {
+		mgr, _ := m["manager"].(string)
+		op, _ := m["operation"].(string)
+		sub, _ := m["subresource"].(string)
+		if !ownApply(manager, mgr, op, sub) {
 			continue
 		}
 		f, _ := m["fieldsV1"].(map[string]any)

@@ -45,8 +45,8 @@ func bookkeeping(annotation string) bool {
 // ignoredAnnotations change without the object's meaning changing, or are
 // large copies of it (the 256 KiB annotation budget is shared).
 var ignoredAnnotations = map[string]bool{
-	"kubectl.kubernetes.io/last-applied-configuration": true,
-	"deployment.kubernetes.io/revision":                true,
+	lastApplied:                         true,
+	"deployment.kubernetes.io/revision": true,
 }
 
 // essence is what cause detection compares: everything the user declares
