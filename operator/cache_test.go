@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/operator"
+	"github.com/setpoint-dev/setpoint/operator/configdata"
 	"github.com/setpoint-dev/setpoint/testkit"
 )
 
@@ -81,4 +82,30 @@ func TestCachesKeepOnlyWhatSetpointReads(t *testing.T) {
 		}
 		return nil
 	})
+	// A Secret is cached with its keys and the digests of its values,
+	// and the API server keeps the values.
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: ns}, Data: map[string][]byte{"password": []byte("hunter2")}}
+	if err := wc.Create(t.Context(), secret); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, time.Minute, func() error {
+		cached := &corev1.Secret{}
+		if err := r.op.Client().Get(t.Context(), client.ObjectKeyFromObject(secret), cached); err != nil {
+			return err
+		}
+		if want := configdata.Key(nil).Value([]byte("hunter2")); string(cached.Data["password"]) != string(want) || len(cached.Data) != 1 {
+			return fmt.Errorf("cached Secret's data %q; want only the digest of its value, %s", cached.Data, want)
+		}
+		if !configdata.Concealed(cached.Annotations) {
+			return fmt.Errorf("cached Secret's annotations %v lack the mark %s", cached.Annotations, configdata.AnnotationValues)
+		}
+		return nil
+	})
+	storedSecret := &corev1.Secret{}
+	if err := r.op.APIReader().Get(t.Context(), client.ObjectKeyFromObject(secret), storedSecret); err != nil {
+		t.Fatal(err)
+	}
+	if string(storedSecret.Data["password"]) != "hunter2" || configdata.Concealed(storedSecret.Annotations) {
+		t.Errorf("the API server's Secret changed: %q, annotations %v", storedSecret.Data, storedSecret.Annotations)
+	}
 }

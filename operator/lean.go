@@ -18,10 +18,15 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     resource, which is how a pass knows a child needs no apply
 //     (owned.go); the entries of other writers (the Deployment
 //     controller's status, kubectl's) are the bulk of them;
-//   - kubectl's last-applied annotation, a second copy of the object.
+//   - kubectl's last-applied annotation, a second copy of the object;
+//   - the values of ConfigMaps and Secrets, each replaced by its digest
+//     under the install's key (configdata.Key.Conceal): a cluster's
+//     Secrets are most of its bytes, the operators need only their keys
+//     and whether a value changed, and so no Secret value stays in the
+//     operator's memory.
 //
 // Handlers and status functions therefore see cached objects without
-// them (Operator.APIReader reads whole objects). Setpoint never writes
+// them (Operator.APIReader reads whole objects, values included). Setpoint never writes
 // a cached object back whole (it patches and applies), so nothing is
 // removed from the stored object.
 func (op *Operator) lean(obj any) (any, error) {
@@ -45,6 +50,10 @@ func (op *Operator) lean(obj any) (any, error) {
 	if ann := m.GetAnnotations(); ann[lastApplied] != "" {
 		delete(ann, lastApplied)
 		m.SetAnnotations(ann)
+	}
+	if !op.opts.KeepConfigValues {
+		// The key is loaded before the caches start (Run).
+		op.DigestKey().Conceal(obj)
 	}
 	return obj, nil
 }

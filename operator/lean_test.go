@@ -38,7 +38,8 @@ func TestLean(t *testing.T) {
 	op := &Operator{opts: Options{Name: "op"}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			typed := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: tt.fields, Annotations: tt.ann}}
+			// A Service: ConfigMaps and Secrets are also concealed (configdata).
+			typed := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: tt.fields, Annotations: tt.ann}}
 			m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(typed.DeepCopy())
 			if err != nil {
 				t.Fatal(err)

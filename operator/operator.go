@@ -80,6 +80,13 @@ type Options struct {
 	// key (DigestKey); Run creates it, with a random key, when it does
 	// not exist. Empty: digests are plain SHA-256.
 	DigestKeySecret types.NamespacedName
+	// KeepConfigValues keeps the values of ConfigMaps and Secrets in the
+	// caches, for handlers that read them from the Client. By default
+	// each value is replaced there by its digest under the install's key
+	// (configdata.Key.Conceal), so an operator beside 20,000 Secrets of
+	// 50 KiB does not hold 1 GiB of them, nor any Secret value at all;
+	// such handlers read values with APIReader instead.
+	KeepConfigValues bool
 }
 
 // LeaderElection settings. Zero durations use client-go's defaults

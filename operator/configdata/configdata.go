@@ -88,10 +88,13 @@ func (k Key) New() hash.Hash {
 }
 
 // Fingerprint names the key without revealing it (16 hex digits), so a
-// record made under another key is told apart from a changed value.
+// record made under another key is told apart from a changed value. It
+// also names what digests are made of: since the caches hold digests of
+// values (Conceal), Digest is over Values, and a record made over the
+// values themselves (before) must not read as a change either.
 func (k Key) Fingerprint() string {
 	h := k.New()
-	_, _ = h.Write([]byte("setpoint.dev/digest-key"))
+	_, _ = h.Write([]byte("setpoint.dev/digest-key/values"))
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

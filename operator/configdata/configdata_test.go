@@ -1,6 +1,7 @@
 package configdata
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -61,5 +62,65 @@ func TestKeyedDigests(t *testing.T) {
 	}
 	if a.Fingerprint() == b.Fingerprint() || a.Fingerprint() == Key(nil).Fingerprint() || strings.Contains(a.Fingerprint(), "key") {
 		t.Error("fingerprints do not tell keys apart")
+	}
+}
+
+// TestConceal: a concealed ConfigMap or Secret keeps its keys and
+// nothing of its values, and digests of it are those of Values of the
+// original, so a value's change still shows.
+func TestConceal(t *testing.T) {
+	key := Key("a-key-of-at-least-32-bytes-......")
+	secret := func(v string) *corev1.Secret {
+		return &corev1.Secret{Data: map[string][]byte{"password": []byte(v), "empty": nil}, StringData: map[string]string{"x": v}}
+	}
+	configMap := func(v string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{Data: map[string]string{"a": v}, BinaryData: map[string][]byte{"b": []byte(v + "-bin")}}
+	}
+	tests := []struct {
+		name     string
+		obj, alt any // alt differs from obj in one value
+		data     func(any) map[string][]byte
+	}{
+		{"Secret", secret("hunter2"), secret("hunter3"), func(o any) map[string][]byte { return o.(*corev1.Secret).Data }},
+		{"ConfigMap", configMap("hunter2"), configMap("hunter3"), func(o any) map[string][]byte { return FromConfigMap(o.(*corev1.ConfigMap)) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			want := key.Values(tt.data(tt.obj))
+			if !key.Conceal(tt.obj) || !key.Conceal(tt.alt) {
+				t.Fatal("Conceal did not take a ConfigMap or Secret")
+			}
+			got := tt.data(tt.obj)
+			if key.Digest(got, nil) != key.Digest(want, nil) || len(got) != len(want) {
+				t.Errorf("concealed data %q; want Values of the original, %q", got, want)
+			}
+			if key.Digest(got, nil) == key.Digest(tt.data(tt.alt), nil) {
+				t.Error("a changed value digests alike once concealed")
+			}
+			if s := fmt.Sprintf("%+v", tt.obj); strings.Contains(s, "hunter") {
+				t.Errorf("a value survived: %s", s)
+			}
+			if m := tt.obj.(interface{ GetAnnotations() map[string]string }); !Concealed(m.GetAnnotations()) {
+				t.Errorf("annotations %v; want the %s mark", m.GetAnnotations(), AnnotationValues)
+			}
+			// An informer may transform an object twice.
+			key.Conceal(tt.obj)
+			if again := tt.data(tt.obj); key.Digest(again, nil) != key.Digest(want, nil) {
+				t.Errorf("concealed twice: %q; want Values of the original, %q", again, want)
+			}
+		})
+	}
+	if key.Conceal(&corev1.Pod{}) {
+		t.Error("Conceal took a Pod")
+	}
+	// The mark as stored by anyone is not Conceal's.
+	forged := &corev1.Secret{Data: map[string][]byte{"password": []byte("hunter2")}}
+	forged.Annotations = map[string]string{AnnotationValues: "digests"}
+	key.Conceal(forged)
+	if string(forged.Data["password"]) == "hunter2" {
+		t.Error("a Secret stored with the annotation kept its value")
+	}
+	if string(key.Value(nil)) == string(Key(nil).Value(nil)) || len(key.Value(nil)) != 64 {
+		t.Error("Value is not a keyed digest of 64 hex digits")
 	}
 }

@@ -332,8 +332,10 @@ func TestReloaderRollsABurstOnce(t *testing.T) {
 		<-tick.C
 		update(t, cfg, func(c *corev1.ConfigMap) { c.Data["n"] = fmt.Sprint(i) })
 	}
-	// The operator runs without a digest key: plain SHA-256.
-	final := reloader.Hashes{"ConfigMap/cfg": configdata.Key(nil).Digest(map[string][]byte{"n": []byte("10")}, nil), reloader.KeyEntry: configdata.Key(nil).Fingerprint()}
+	// The operator runs without a digest key: plain SHA-256, over the
+	// digests of the values its cache holds.
+	plain := configdata.Key(nil)
+	final := reloader.Hashes{"ConfigMap/cfg": plain.Digest(plain.Values(map[string][]byte{"n": []byte("10")}), nil), reloader.KeyEntry: plain.Fingerprint()}
 	// The roll to the last content is the last roll there can be: once it
 	// is there, count.
 	testkit.Eventually(t, wait, func() error {
@@ -363,7 +365,9 @@ func TestReloaderEnvStrategy(t *testing.T) {
 	update(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}}, func(s *corev1.Secret) {
 		s.StringData = map[string]string{"password": "b"}
 	})
-	want := configdata.Key(nil).Digest(map[string][]byte{"password": []byte("b")}, []string{"password"})
+	// Over the digests of the values the cache holds (no digest key).
+	plain := configdata.Key(nil)
+	want := plain.Digest(plain.Values(map[string][]byte{"password": []byte("b")}), []string{"password"})
 	testkit.Eventually(t, wait, func() error {
 		tmpl := template(t, d)
 		app, sidecar := tmpl.Spec.Containers[0], tmpl.Spec.Containers[1]
