@@ -164,8 +164,8 @@ type operatorProcess struct {
 
 // startOperator runs an operator binary found like the control plane's
 // (bin/ of the checkout) against the benchmark's control plane, serving
-// namespace ns, and waits until it is ready. args come first (for
-// setpoint, "run").
+// namespace ns (every namespace when ns is ""), and waits until it is
+// ready. args come first (for setpoint, "run").
 func startOperator(b *testing.B, binary string, args []string, ns string, qps, burst, workers int) *operatorProcess {
 	b.Helper()
 	bin, err := controlplane.FindBinary(binary)
@@ -178,8 +178,12 @@ func startOperator(b *testing.B, binary string, args []string, ns string, qps, b
 	if err != nil {
 		b.Fatal(err)
 	}
-	args = append(append([]string{}, args...),
-		"--kubeconfig", testkit.Env(b).ControlPlane.KubeconfigPath, "--namespace", ns,
+	args = append([]string{}, args...)
+	if ns != "" {
+		args = append(args, "--namespace", ns)
+	}
+	args = append(args,
+		"--kubeconfig", testkit.Env(b).ControlPlane.KubeconfigPath,
 		"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr, "--pprof-bind-address", pprofAddr,
 		"--kube-api-qps", strconv.Itoa(qps), "--kube-api-burst", strconv.Itoa(burst), "--workers", strconv.Itoa(workers))
 	cmd := exec.Command(bin, args...)

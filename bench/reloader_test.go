@@ -145,9 +145,10 @@ func sampleReloads(b *testing.B, ns string, first, count int) []time.Duration {
 		<-tick.C
 		cm, _ := reloaderObjects(ns, i)
 		cm.Data["GREETING"] = "hi"
-		// The hash the roll writes is the digest of the new content,
-		// under the install's key.
-		hash := reloader.Hashes{"ConfigMap/" + cm.Name: key.Digest(configdata.FromConfigMap(cm), nil), reloader.KeyEntry: key.Fingerprint()}.Combined()
+		// The hash the roll writes is the digest of the new content
+		// (of its values' digests, which the cache holds), under the
+		// install's key.
+		hash := reloader.Hashes{"ConfigMap/" + cm.Name: key.Digest(key.Values(configdata.FromConfigMap(cm)), nil), reloader.KeyEntry: key.Fingerprint()}.Combined()
 		t.sent(cm.Name, hash)
 		if err := env.Client.Update(b.Context(), cm); err != nil {
 			b.Fatal(err)

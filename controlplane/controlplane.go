@@ -182,6 +182,11 @@ func (c *ControlPlane) start(ctx context.Context, bins map[string]string) error 
 		"--initial-cluster=setpoint=" + peerURL,
 		"--listen-metrics-urls=",
 		"--log-level=warn",
+		// etcd's largest recommended size, not its 2 GiB default: a
+		// cluster of big Secrets (BenchmarkNeighbours holds 1 GiB of
+		// them) would otherwise stop taking writes ("database space
+		// exceeded").
+		"--quota-backend-bytes=8589934592",
 	}
 	if c.opts.UnsafeNoFsync {
 		etcdArgs = append(etcdArgs, "--unsafe-no-fsync")
