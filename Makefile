@@ -57,7 +57,7 @@ test: deps tools build check-generated ## Install what the tests need, build the
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B), then bench/'s: Setpoint against a plain controller-runtime App operator (sizes BENCH_APPS), the reloader with 5,000 Deployments, the Celery autoscaler on Redis and RabbitMQ; PostgresCluster failover and switchover (test/postgres, 20 trials).
+bench: tools build bench-tools ## Run the benchmarks: the library's (testing.B), then bench/'s: Setpoint against a plain controller-runtime App operator (sizes BENCH_APPS), the reloader with 5,000 Deployments, every operator beside big neighbours (20,000 Secrets of 50 KiB, 5,000 ConfigMaps, 5,000 Deployments), the Celery autoscaler on Redis and RabbitMQ; PostgresCluster failover and switchover (test/postgres, 20 trials).
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m $$($(GO) list ./... | grep -v '/bench\|/test/postgres')
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 20x -timeout 60m ./test/postgres/
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 1x -timeout 60m ./bench/ -args -apps $(BENCH_APPS) $(BENCH_FLAGS)

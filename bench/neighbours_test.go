@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -75,9 +76,10 @@ func BenchmarkNeighbours(b *testing.B) {
 		}
 		r.Without, _ = neighbourPhaseRun(b, r.Apps, false)
 		start := time.Now()
-		makeNeighbours(b, r)
+		nss := makeNeighbours(b, r)
 		r.CreateSeconds = time.Since(start).Seconds()
 		r.With, r.StandbyPeakMiB = neighbourPhaseRun(b, r.Apps, true)
+		removeNeighbours(b, nss)
 		b.ReportMetric(r.With.PeakMiB, "peak-MiB")
 		b.ReportMetric(r.With.ConvergeSeconds/r.Without.ConvergeSeconds, "converge-ratio")
 		reportNeighbours(b, r)
@@ -135,8 +137,8 @@ func neighbourPhaseRun(b *testing.B, n int, standby bool) (neighbourPhase, float
 }
 
 // makeNeighbours creates the unrelated objects, round robin over
-// neighbourNamespaces namespaces.
-func makeNeighbours(b *testing.B, r neighboursRun) {
+// neighbourNamespaces namespaces, which it returns.
+func makeNeighbours(b *testing.B, r neighboursRun) []string {
 	env := testkit.Env(b)
 	nss := make([]string, neighbourNamespaces)
 	for i := range nss {
@@ -160,6 +162,22 @@ func makeNeighbours(b *testing.B, r neighboursRun) {
 	parallel(b, r.Deployments, func(i int) error {
 		return env.Client.Create(b.Context(), neighbourDeployment(nss[i%len(nss)], i))
 	})
+	return nss
+}
+
+// removeNeighbours deletes the neighbours' namespaces and waits until
+// they are gone: the benchmarks after this one (make bench runs them on
+// one control plane) must not work beside them.
+func removeNeighbours(b *testing.B, nss []string) {
+	env := testkit.Env(b)
+	for _, ns := range nss {
+		if err := env.Client.Delete(b.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsNotFound(err) {
+			b.Fatal(err)
+		}
+	}
+	for _, ns := range nss {
+		testkit.EventuallyGone(b, env.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, 10*time.Minute)
+	}
 }
 
 // neighbourDeployment is an ordinary Deployment of no replicas, with
