@@ -27,6 +27,7 @@ func TestCachesKeepOnlyWhatSetpointReads(t *testing.T) {
 	installWidgetCRD(t)
 	o := opts(ns)
 	o.Scheme = widgetScheme(t)
+	o.ConcealConfigValues = true
 	seen := make(chan *Widget, 1)
 	r := start(t, nil, o, func(op *operator.Operator) {
 		w := operator.Watch[*Widget](op)

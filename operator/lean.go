@@ -19,11 +19,11 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 //     (owned.go); the entries of other writers (the Deployment
 //     controller's status, kubectl's) are the bulk of them;
 //   - kubectl's last-applied annotation, a second copy of the object;
-//   - the values of ConfigMaps and Secrets, each replaced by its digest
-//     under the install's key (configdata.Key.Conceal): a cluster's
-//     Secrets are most of its bytes, the operators need only their keys
-//     and whether a value changed, and so no Secret value stays in the
-//     operator's memory.
+//   - with Options.ConcealConfigValues, the values of ConfigMaps and
+//     Secrets, each replaced by its digest under the install's key
+//     (configdata.Key.Conceal): a cluster's Secrets are most of its
+//     bytes, the built-in operators need only their keys and whether a
+//     value changed, and so no Secret value stays in their memory.
 //
 // Handlers and status functions therefore see cached objects without
 // them (Operator.APIReader reads whole objects, values included). Setpoint never writes
@@ -51,7 +51,7 @@ func (op *Operator) lean(obj any) (any, error) {
 		delete(ann, lastApplied)
 		m.SetAnnotations(ann)
 	}
-	if !op.opts.KeepConfigValues {
+	if op.opts.ConcealConfigValues {
 		// The key is loaded before the caches start (Run).
 		op.DigestKey().Conceal(obj)
 	}

@@ -80,13 +80,16 @@ type Options struct {
 	// key (DigestKey); Run creates it, with a random key, when it does
 	// not exist. Empty: digests are plain SHA-256.
 	DigestKeySecret types.NamespacedName
-	// KeepConfigValues keeps the values of ConfigMaps and Secrets in the
-	// caches, for handlers that read them from the Client. By default
-	// each value is replaced there by its digest under the install's key
-	// (configdata.Key.Conceal), so an operator beside 20,000 Secrets of
-	// 50 KiB does not hold 1 GiB of them, nor any Secret value at all;
-	// such handlers read values with APIReader instead.
-	KeepConfigValues bool
+	// ConcealConfigValues replaces each value of a ConfigMap or Secret in
+	// the caches with its digest under the install's key
+	// (configdata.Key.Conceal), keeping the keys: for operators that need
+	// to know only which keys exist and when a value changes (every
+	// built-in one; `setpoint run` sets it). Beside 20,000 Secrets of
+	// 50 KiB such an operator then holds no 1 GiB of them, and no Secret
+	// value at all. Off by default, because a handler that reads a value
+	// from the Client would get a digest; with it on, handlers read
+	// values with APIReader.
+	ConcealConfigValues bool
 }
 
 // LeaderElection settings. Zero durations use client-go's defaults

@@ -302,17 +302,20 @@ func runOperators(ctx context.Context, cfg *rest.Config, o hostOptions) error {
 		return err
 	}
 	opts := operator.Options{
-		Name:             o.name,
-		Prefix:           prefix(o.name),
-		DigestKeySecret:  digestKey,
-		Workers:          o.workers,
-		Scheme:           scheme,
-		Namespaces:       o.namespaces,
-		MetricsAddr:      o.metricsAddr,
-		ProbeAddr:        o.probeAddr,
-		PprofAddr:        o.pprofAddr,
-		GracefulShutdown: o.shutdownGrace,
-		Webhooks:         o.webhooks,
+		Name:            o.name,
+		Prefix:          prefix(o.name),
+		DigestKeySecret: digestKey,
+		// The built-in operators read values from the API server only
+		// (admission, broker URLs, passwords), never from the caches.
+		ConcealConfigValues: true,
+		Workers:             o.workers,
+		Scheme:              scheme,
+		Namespaces:          o.namespaces,
+		MetricsAddr:         o.metricsAddr,
+		ProbeAddr:           o.probeAddr,
+		PprofAddr:           o.pprofAddr,
+		GracefulShutdown:    o.shutdownGrace,
+		Webhooks:            o.webhooks,
 	}
 	// Always through the Lease: with --leader-elect a second replica
 	// waits as a standby; without, it is the only instance of its name,

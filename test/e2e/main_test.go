@@ -85,6 +85,7 @@ func newOperatorWith(t *testing.T, ns string, writes *testkit.WriteCounter, chan
 	opts := operator.Options{
 		Name: "setpoint", Scheme: scheme, Namespaces: []string{ns},
 		MetricsAddr: "0", ProbeAddr: "0", SyncPeriod: time.Second,
+		ConcealConfigValues: true,
 	}
 	if change != nil {
 		change(&opts)

@@ -18,8 +18,9 @@ import (
 )
 
 // TestConfigHashOfValuesKeptAcrossUpgrade: pods made by an operator that
-// hashed configuration values themselves (one run with KeepConfigValues,
-// as every operator did before the caches held digests) do not roll when
+// hashed configuration values themselves (one run without
+// ConcealConfigValues, as every operator did before the caches held
+// digests) do not roll when
 // an operator hashing digests takes over; they roll when the
 // configuration changes.
 func TestConfigHashOfValuesKeptAcrossUpgrade(t *testing.T) {
@@ -30,7 +31,7 @@ func TestConfigHashOfValuesKeptAcrossUpgrade(t *testing.T) {
 	testkit.Create(t, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sec"}, Data: map[string][]byte{"B": []byte("2")}})
 
 	installCRDs(t)
-	earlier := newOperatorWith(t, ns, nil, func(o *operator.Options) { o.KeepConfigValues = true })
+	earlier := newOperatorWith(t, ns, nil, func(o *operator.Options) { o.ConcealConfigValues = false })
 	if err := app.Setup(earlier); err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func setupWithStop(t testing.TB) (string, func() error) {
 	}
 	name := env.ProcessNamespace(t)
 	op, err := operator.New(env.Config, operator.Options{Name: "setpoint-" + name, Scheme: scheme, Namespaces: []string{name},
-		MetricsAddr: "0", ProbeAddr: "0"})
+		MetricsAddr: "0", ProbeAddr: "0", ConcealConfigValues: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -183,7 +183,8 @@ func startOperators(t *testing.T, ns string, logs *syncBuffer) string {
 	op, err := operator.New(testkit.Env(t).Config, operator.Options{
 		Name: "secrets-" + ns, Scheme: scheme, Namespaces: []string{ns}, Logger: &log,
 		MetricsAddr: metricsAddr, ProbeAddr: "0", SyncPeriod: time.Second, Webhooks: testkit.Webhooks(t),
-		DigestKeySecret: types.NamespacedName{Namespace: ns, Name: "digest-key"},
+		DigestKeySecret:     types.NamespacedName{Namespace: ns, Name: "digest-key"},
+		ConcealConfigValues: true, // as setpoint run
 	})
 	if err != nil {
 		t.Fatal(err)
