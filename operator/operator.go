@@ -132,6 +132,7 @@ type Operator struct {
 	controllerIndexed map[schema.GroupVersionKind]bool
 	webhooks          *webhookServer // nil without Options.Webhooks
 	digestKey         configdata.Key // loaded by Run from DigestKeySecret
+	configs           *configReader  // made by ConfigReader
 }
 
 // setupper is a registered kind or index: it wires itself into the

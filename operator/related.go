@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -49,6 +51,35 @@ func WatchRelated[R client.Object, T client.Object](k *Kind[T], fn func(ctx cont
 	})
 }
 
+// WatchRelatedMetadata is WatchRelated through a metadata-only watch of
+// the kind gvk: fn sees names, labels, annotations and resourceVersions,
+// and the operator keeps no more of these objects than that. For kinds
+// whose objects are big and many where only a few matter (ConfigMaps and
+// Secrets: read the ones that matter with ConfigReader).
+func WatchRelatedMetadata[T client.Object](k *Kind[T], gvk schema.GroupVersionKind, fn func(ctx context.Context, related *metav1.PartialObjectMetadata) []types.NamespacedName) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.related = append(k.related, func(c controller.Controller) error {
+		h := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			m, ok := o.(*metav1.PartialObjectMetadata)
+			if !ok {
+				return nil
+			}
+			var reqs []reconcile.Request
+			for _, key := range fn(ctx, m) {
+				reqs = append(reqs, reconcile.Request{NamespacedName: key})
+			}
+			return reqs
+		})
+		proto := &metav1.PartialObjectMetadata{}
+		proto.SetGroupVersionKind(gvk)
+		if err := c.Watch(source.Kind[client.Object](k.op.mgr.GetCache(), proto, h)); err != nil {
+			return fmt.Errorf("watch related %s metadata: %w", gvk.Kind, err)
+		}
+		return nil
+	})
+}
+
 // Keys returns the namespaced names of objects, for WatchRelated.
 func Keys[T client.Object](objs []T) []types.NamespacedName {
 	out := make([]types.NamespacedName, 0, len(objs))
@@ -63,7 +94,8 @@ func Keys[T client.Object](objs []T) []types.NamespacedName {
 // configdata.Refs of its uses), and an index named name answers "who
 // reads this one" from the cache. With configdata.Key.Hash of what the
 // object reads on its pod templates, an edit rolls exactly the workloads
-// that read the edited keys.
+// that read the edited keys. The watches are of metadata only: read the
+// content through ConfigReader.
 func WatchConfig[T client.Object](k *Kind[T], name string, refs func(T) []configdata.Ref) {
 	users := NewIndex(k.op, name, func(o T) []string {
 		rs := refs(o)
@@ -80,10 +112,9 @@ func WatchConfig[T client.Object](k *Kind[T], name string, refs func(T) []config
 		}
 		return Keys(found)
 	}
-	WatchRelated(k, func(ctx context.Context, cm *corev1.ConfigMap) []types.NamespacedName {
-		return wake(ctx, configdata.KindConfigMap, cm)
-	})
-	WatchRelated(k, func(ctx context.Context, s *corev1.Secret) []types.NamespacedName {
-		return wake(ctx, configdata.KindSecret, s)
-	})
+	for _, kind := range []string{configdata.KindConfigMap, configdata.KindSecret} {
+		WatchRelatedMetadata(k, corev1.SchemeGroupVersion.WithKind(kind), func(ctx context.Context, m *metav1.PartialObjectMetadata) []types.NamespacedName {
+			return wake(ctx, kind, m)
+		})
+	}
 }

@@ -23,7 +23,7 @@ import (
 // Setup registers the App operator's handlers on op, whose scheme must
 // hold the App types (v1alpha1.AddToScheme) besides client-go's.
 func Setup(op *operator.Operator) error {
-	r := &reconciler{c: op.Client(), key: op.DigestKey, now: time.Now,
+	r := &reconciler{c: op.Client(), configReader: op.ConfigReader(), key: op.DigestKey, now: time.Now,
 		earlier: &earlierHashes{api: op.APIReader(), live: op.Client(), seen: map[types.UID]earlierHash{}}}
 	// Through an index: a label-selected List of the cache looks at every
 	// ControllerRevision of the namespace, on each pass of each App
@@ -51,6 +51,9 @@ func Setup(op *operator.Operator) error {
 
 type reconciler struct {
 	c client.Reader
+	// configReader reads ConfigMaps and Secrets as digests
+	// (operator.ConfigReader).
+	configReader client.Reader
 	// revisions finds an App's releases (ControllerRevisions, children
 	// the library already caches) by "namespace/app".
 	revisions *operator.Index[*appsv1.ControllerRevision]
@@ -158,5 +161,5 @@ func (r *reconciler) status(ctx context.Context, app *v1alpha1.App, observed *op
 
 // configs reads the referenced ConfigMaps and Secrets from the cache.
 func (r *reconciler) configs(ctx context.Context, app *v1alpha1.App) ([]Config, error) {
-	return ReadConfigs(ctx, r.c, app)
+	return ReadConfigs(ctx, r.configReader, app)
 }

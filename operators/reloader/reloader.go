@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -61,7 +62,7 @@ func Setup(op *operator.Operator, opts Options) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	r := &reloader{c: op.Client(), opts: opts, key: op.DigestKey, pending: map[string]pending{}}
+	r := &reloader{c: op.ConfigReader(), opts: opts, key: op.DigestKey, pending: map[string]pending{}}
 	watchKind(op, r, func(d *appsv1.Deployment) *corev1.PodTemplateSpec { return &d.Spec.Template })
 	watchKind(op, r, func(s *appsv1.StatefulSet) *corev1.PodTemplateSpec { return &s.Spec.Template })
 	watchKind(op, r, func(d *appsv1.DaemonSet) *corev1.PodTemplateSpec { return &d.Spec.Template })
@@ -93,12 +94,13 @@ func watchKind[T client.Object](op *operator.Operator, r *reloader, template fun
 		}
 		return operator.Keys(found)
 	}
-	operator.WatchRelated(kind, func(ctx context.Context, cm *corev1.ConfigMap) []types.NamespacedName {
-		return wake(ctx, Ref{KindConfigMap, cm.Name}, cm.Namespace)
-	})
-	operator.WatchRelated(kind, func(ctx context.Context, s *corev1.Secret) []types.NamespacedName {
-		return wake(ctx, Ref{KindSecret, s.Name}, s.Namespace)
-	})
+	// Metadata only: the content of the few that are read comes through
+	// ConfigReader.
+	for _, k := range []string{KindConfigMap, KindSecret} {
+		operator.WatchRelatedMetadata(kind, corev1.SchemeGroupVersion.WithKind(k), func(ctx context.Context, m *metav1.PartialObjectMetadata) []types.NamespacedName {
+			return wake(ctx, Ref{k, m.Name}, m.Namespace)
+		})
+	}
 }
 
 type reloader struct {
