@@ -82,6 +82,12 @@ func (r *configReader) Get(ctx context.Context, key client.ObjectKey, obj client
 			return err
 		}
 		r.key().Conceal(fresh)
+		// As the caches keep objects (lean.go).
+		fresh.SetManagedFields(nil)
+		if ann := fresh.GetAnnotations(); ann[lastApplied] != "" {
+			delete(ann, lastApplied)
+			fresh.SetAnnotations(ann)
+		}
 		// The read may be newer than the metadata cache: the next call
 		// reads again until the cache has caught up with it.
 		e = configEntry{uid: fresh.GetUID(), rv: fresh.GetResourceVersion(), obj: fresh}
