@@ -114,11 +114,14 @@ func neighbourPhaseRun(b *testing.B, n int, standby bool) (neighbourPhase, float
 	waitIdle(b, op)
 	waitQuiet(b)
 	ph.SettleSeconds = time.Since(start).Seconds()
+	phase := map[bool]string{false: "neighbours-without", true: "neighbours-with"}[standby]
+	op.heap(b, phase+"-settled")
 	start = time.Now()
 	parallel(b, n, func(i int) error { return env.Client.Create(b.Context(), benchApp(ns, i)) })
 	waitAppsReady(b, ns, n)
 	ph.ConvergeSeconds = time.Since(start).Seconds()
 	ph.CPU, ph.PeakMiB = op.usage(b)
+	op.heap(b, phase+"-converged")
 	var standbyMiB float64
 	if standby {
 		second := startOperator(b, "setpoint", args, "", clientQPS, clientBurst, workers)
