@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -76,31 +75,20 @@ func watchKind[T client.Object](op *operator.Operator, r *reloader, template fun
 	kind := operator.Watch[T](op, operator.When(func(w T) bool { return OptedIn(w.GetAnnotations()) }))
 	name := strings.ToLower(fmt.Sprintf("%T", *new(T)))
 	name = name[strings.LastIndex(name, ".")+1:]
-	users := operator.NewIndex(op, "reloader-"+name, func(w T) []string {
-		uses := Tracked(w.GetAnnotations(), &template(w).Spec)
-		keys := make([]string, len(uses))
-		for i, u := range uses {
-			keys[i] = u.Key(w.GetNamespace())
-		}
-		return keys
-	})
 	kind.Reconcile(func(ctx context.Context, p *operator.Pass[T]) (time.Duration, error) {
 		return r.pass(ctx, p.Object, template(p.Object), passOps{event: p.Event, patch: p.Patch, kind: name})
 	})
-	wake := func(ctx context.Context, ref Ref, namespace string) []types.NamespacedName {
-		found, err := users.Lookup(ctx, ref.Key(namespace))
-		if err != nil {
-			return nil
+	// The library's index from ConfigMaps and Secrets to their users, and
+	// its metadata-only watches of them: the content of the few that are
+	// read comes through ConfigReader.
+	operator.WatchConfig(kind, "reloader-"+name, func(w T) []configdata.Ref {
+		uses := Tracked(w.GetAnnotations(), &template(w).Spec)
+		refs := make([]configdata.Ref, len(uses))
+		for i, u := range uses {
+			refs[i] = configdata.Ref{Kind: u.Kind, Name: u.Name}
 		}
-		return operator.Keys(found)
-	}
-	// Metadata only: the content of the few that are read comes through
-	// ConfigReader.
-	for _, k := range []string{KindConfigMap, KindSecret} {
-		operator.WatchRelatedMetadata(kind, corev1.SchemeGroupVersion.WithKind(k), func(ctx context.Context, m *metav1.PartialObjectMetadata) []types.NamespacedName {
-			return wake(ctx, Ref{k, m.Name}, m.Namespace)
-		})
-	}
+		return refs
+	})
 }
 
 type reloader struct {
