@@ -85,17 +85,7 @@ func TestConfigReaderKeepsNoSecretWhole(t *testing.T) {
 	}
 	digest := func(value string) {
 		t.Helper()
-		want := string(configdata.Key(nil).Value([]byte(value)))
-		testkit.Eventually(t, wait, func() error {
-			out := &corev1.ConfigMap{}
-			if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "r-out"}, out); err != nil {
-				return err
-			}
-			if got := out.Data["digest"]; got != want {
-				return fmt.Errorf("digest %q, want %q", got, want)
-			}
-			return nil
-		})
+		waitData(t, ns, "r-out", "digest", string(configdata.Key(nil).Value([]byte(value))))
 	}
 	digest("hunter2")
 	mutate(t, secret, func(s *corev1.Secret) { s.Data["password"] = []byte("hunter3") })

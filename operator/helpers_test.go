@@ -174,3 +174,18 @@ func leaseHolder(t *testing.T, ns, name string) string {
 	}
 	return *l.Spec.HolderIdentity
 }
+
+// waitData waits until the ConfigMap ns/name has want under key.
+func waitData(t *testing.T, ns, name, key, want string) {
+	t.Helper()
+	testkit.Eventually(t, wait, func() error {
+		out := &corev1.ConfigMap{}
+		if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: name}, out); err != nil {
+			return err
+		}
+		if got := out.Data[key]; got != want {
+			return fmt.Errorf("%s %q, want %q", key, got, want)
+		}
+		return nil
+	})
+}

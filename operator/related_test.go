@@ -2,7 +2,6 @@ package operator_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,20 +54,7 @@ func TestRelatedObjectsWakeTheirParents(t *testing.T) {
 	if err := widgetClient(t).Create(t.Context(), &Widget{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: ns}, Spec: WidgetSpec{Settings: "settings"}}); err != nil {
 		t.Fatal(err)
 	}
-	copied := func(want string) {
-		t.Helper()
-		testkit.Eventually(t, wait, func() error {
-			out := &corev1.ConfigMap{}
-			if err := testkit.Env(t).Client.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "r-out"}, out); err != nil {
-				return err
-			}
-			if got := out.Data["copied"]; got != want {
-				return fmt.Errorf("copied %q, want %q", got, want)
-			}
-			return nil
-		})
-	}
-	copied("v")
+	waitData(t, ns, "r-out", "copied", "v")
 	mutate(t, settings, func(cm *corev1.ConfigMap) { cm.Data["k"] = "v2" })
-	copied("v2")
+	waitData(t, ns, "r-out", "copied", "v2")
 }
