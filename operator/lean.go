@@ -1,6 +1,9 @@
 package operator
 
 import (
+	"encoding/json"
+	"unique"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -78,10 +81,59 @@ func leanUnstructured(obj map[string]any, manager string) {
 		if keep == nil {
 			delete(md, "managedFields")
 		} else {
+			for _, e := range keep {
+				compactFields(e.(map[string]any))
+			}
 			md["managedFields"] = keep
 		}
 	}
 	if ann, _ := md["annotations"].(map[string]any); ann != nil {
 		delete(ann, lastApplied)
+	}
+	internKeys(obj)
+}
+
+// compactFieldsKey holds, in a cached managedFields entry, the entry's
+// field set as JSON text (in place of fieldsV1).
+const compactFieldsKey = "setpoint.dev/fieldsV1"
+
+// compactFields replaces an entry's field set, decoded as nested maps,
+// by its JSON text. A field set mirrors every field the operator
+// applies, one map per field: measured on an App's Deployment, the maps
+// were half of the object's size in the cache, the text a tenth of
+// that. Only a pass reads it (appliedFields), on a child whose intent is
+// unchanged. The entry is left without fieldsV1, so GetManagedFields on
+// a cached object shows the entry with no field set rather than one
+// that does not parse.
+func compactFields(entry map[string]any) {
+	f, ok := entry["fieldsV1"].(map[string]any)
+	if !ok {
+		return // none, or compacted already (a transform may run twice)
+	}
+	data, err := json.Marshal(f)
+	if err != nil {
+		return
+	}
+	entry[compactFieldsKey] = string(data)
+	delete(entry, "fieldsV1")
+}
+
+// internKeys makes every map key of an object decoded from JSON share
+// one copy of its text with the same key of every other object: the
+// decoder allocates each key anew, and the keys of a kind's objects are
+// nearly all the same ("metadata", "containerPort", label keys).
+// Assigning an existing key keeps the entry and stores the key given.
+// unique's copies are dropped when no object holds them.
+func internKeys(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			internKeys(e)
+			t[unique.Make(k).Value()] = e
+		}
+	case []any:
+		for _, e := range t {
+			internKeys(e)
+		}
 	}
 }

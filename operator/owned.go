@@ -64,9 +64,16 @@ func appliedFields(live *unstructured.Unstructured, manager string) map[string]a
 		if !ownApply(manager, mgr, op, sub) {
 			continue
 		}
-		f, _ := m["fieldsV1"].(map[string]any)
-		if f == nil {
-			f = map[string]any{}
+		if f, ok := m["fieldsV1"].(map[string]any); ok {
+			return f
+		}
+		f := map[string]any{}
+		if text, ok := m[compactFieldsKey].(string); ok {
+			// The cache's compact form (lean.go). Text that does not
+			// parse leaves an empty set: the child is applied again.
+			if err := json.Unmarshal([]byte(text), &f); err != nil {
+				f = map[string]any{}
+			}
 		}
 		return f
 	}
