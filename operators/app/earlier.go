@@ -2,10 +2,12 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,7 +24,7 @@ import (
 // whose pods carry a hash that is not the current one.
 type earlierHashes struct {
 	api  client.Reader // the API server: values, not digests
-	live client.Reader // the cache, for the App's Deployments
+	live client.Reader // the cache (not the client, which reads unstructured objects from the API server), for the App's Deployments
 
 	mu   sync.Mutex
 	seen map[types.UID]earlierHash
@@ -69,10 +71,13 @@ func (e *earlierHashes) keep(ctx context.Context, app *v1alpha1.App, key configd
 }
 
 // carried is the config hash on the pod template of the App's first
-// Deployment found in the cache ("" when none is).
+// Deployment found in the cache ("" when none is). It reads them
+// unstructured, as the App's children are watched: a typed read would
+// start a second cache of every Deployment.
 func (e *earlierHashes) carried(ctx context.Context, app *v1alpha1.App) (string, error) {
 	for _, p := range app.Spec.Processes {
-		d := &appsv1.Deployment{}
+		d := &unstructured.Unstructured{}
+		d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
 		err := e.live.Get(ctx, types.NamespacedName{Namespace: app.Namespace, Name: ProcessName(app, p.Name)}, d)
 		if apierrors.IsNotFound(err) {
 			continue
@@ -80,7 +85,11 @@ func (e *earlierHashes) carried(ctx context.Context, app *v1alpha1.App) (string,
 		if err != nil {
 			return "", err
 		}
-		return d.Spec.Template.Annotations[AnnotationConfigHash], nil
+		hash, _, err := unstructured.NestedString(d.Object, "spec", "template", "metadata", "annotations", AnnotationConfigHash)
+		if err != nil {
+			return "", fmt.Errorf("deployment %s: %w", d.GetName(), err)
+		}
+		return hash, nil
 	}
 	return "", nil
 }

@@ -24,7 +24,7 @@ import (
 // hold the App types (v1alpha1.AddToScheme) besides client-go's.
 func Setup(op *operator.Operator) error {
 	r := &reconciler{c: op.Client(), configReader: op.ConfigReader(), key: op.DigestKey, now: time.Now,
-		earlier: &earlierHashes{api: op.APIReader(), live: op.Client(), seen: map[types.UID]earlierHash{}}}
+		earlier: &earlierHashes{api: op.APIReader(), live: op.Manager().GetCache(), seen: map[types.UID]earlierHash{}}}
 	// Through an index: a label-selected List of the cache looks at every
 	// ControllerRevision of the namespace, on each pass of each App
 	// (at 1,000 Apps, 43 % of the operator's allocations went there).

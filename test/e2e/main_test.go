@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -72,15 +73,19 @@ func startApps(t *testing.T, ns string, wrap *testkit.WriteCounter, extra func(*
 // (nil: not counted).
 func newOperator(t *testing.T, ns string, writes *testkit.WriteCounter) *operator.Operator {
 	t.Helper()
-	return newOperatorWith(t, ns, writes, nil)
+	var cfg *rest.Config
+	if writes != nil {
+		cfg = writes.Wrap(testkit.Env(t).Config)
+	}
+	return newOperatorWith(t, ns, cfg, nil)
 }
 
-// newOperatorWith is newOperator with its options changed by change.
-func newOperatorWith(t *testing.T, ns string, writes *testkit.WriteCounter, change func(*operator.Options)) *operator.Operator {
+// newOperatorWith is newOperator with its client config cfg (nil: the
+// test plane's) and its options changed by change.
+func newOperatorWith(t *testing.T, ns string, cfg *rest.Config, change func(*operator.Options)) *operator.Operator {
 	t.Helper()
-	cfg := testkit.Env(t).Config
-	if writes != nil {
-		cfg = writes.Wrap(cfg)
+	if cfg == nil {
+		cfg = testkit.Env(t).Config
 	}
 	opts := operator.Options{
 		Name: "setpoint", Scheme: scheme, Namespaces: []string{ns},
