@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,6 +54,15 @@ func open(t testing.TB, url string, opts broker.Options) broker.Prober {
 	return p
 }
 
+// queueSeq numbers the queues the tests use: the brokers live as long
+// as the test binary, so under go test -count=N a fixed name would meet
+// what an earlier run left in it (messages sent, a killed worker's task
+// given back).
+var queueSeq atomic.Int64
+
+// queue is a name for a queue of this test only, from base.
+func queue(base string) string { return fmt.Sprintf("%s-%d", base, queueSeq.Add(1)) }
+
 func send(t *testing.T, url, queue string, n, priority int, args ...any) {
 	t.Helper()
 	if err := brokers.SendTasks(url, queue, "tasks.sleep", n, priority, args...); err != nil {
@@ -80,18 +90,19 @@ func waitBacklog(t *testing.T, p broker.Prober, queue string, ok func(broker.Bac
 
 func TestRedisCountsEveryPriorityList(t *testing.T) {
 	p := open(t, redis.URL, broker.Options{})
-	send(t, redis.URL, "plain", 5, -1, 1)
-	send(t, redis.URL, "plain", 3, 5, 1) // kombu puts priority 5 in its own list
-	send(t, redis.URL, "plain", 2, 9, 1)
-	send(t, redis.URL, "other", 2, -1, 1)
-	got, err := p.Backlog(context.Background(), []string{"plain", "other", "never-used"})
+	plain, other, unused := queue("plain"), queue("other"), queue("never-used")
+	send(t, redis.URL, plain, 5, -1, 1)
+	send(t, redis.URL, plain, 3, 5, 1) // kombu puts priority 5 in its own list
+	send(t, redis.URL, plain, 2, 9, 1)
+	send(t, redis.URL, other, 2, -1, 1)
+	got, err := p.Backlog(context.Background(), []string{plain, other, unused})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]broker.Backlog{
-		"plain":      {Ready: 10, UnackedKnown: true},
-		"other":      {Ready: 2, UnackedKnown: true},
-		"never-used": {UnackedKnown: true},
+		plain:  {Ready: 10, UnackedKnown: true},
+		other:  {Ready: 2, UnackedKnown: true},
+		unused: {UnackedKnown: true},
 	}
 	for q, w := range want {
 		if got[q] != w {
@@ -105,13 +116,14 @@ func TestRedisCountsEveryPriorityList(t *testing.T) {
 // hash.
 func TestRedisCountsReservedMessages(t *testing.T) {
 	p := open(t, redis.URL, broker.Options{})
-	w, err := brokers.StartWorker(t.TempDir(), redis.URL, "busy", 4)
+	busy := queue("busy")
+	w, err := brokers.StartWorker(t.TempDir(), redis.URL, busy, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	send(t, redis.URL, "busy", 10, -1, 60)
-	waitBacklog(t, p, "busy", func(b broker.Backlog) error {
+	send(t, redis.URL, busy, 10, -1, 60)
+	waitBacklog(t, p, busy, func(b broker.Backlog) error {
 		if b.Unacked == 0 || b.Total() != 10 {
 			return fmt.Errorf("want 10 in all with some reserved by the worker")
 		}
@@ -121,12 +133,13 @@ func TestRedisCountsReservedMessages(t *testing.T) {
 
 func TestRabbitMQReadyCount(t *testing.T) {
 	p := open(t, rabbit.URL, broker.Options{})
-	send(t, rabbit.URL, "aplain", 7, -1, 1)
-	got, err := p.Backlog(context.Background(), []string{"aplain", "never-declared"})
+	plain, undeclared := queue("aplain"), queue("never-declared")
+	send(t, rabbit.URL, plain, 7, -1, 1)
+	got, err := p.Backlog(context.Background(), []string{plain, undeclared})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["aplain"] != (broker.Backlog{Ready: 7}) || got["never-declared"] != (broker.Backlog{}) {
+	if got[plain] != (broker.Backlog{Ready: 7}) || got[undeclared] != (broker.Backlog{}) {
 		t.Errorf("backlog %+v, want aplain 7 ready (unacked unknown) and never-declared empty", got)
 	}
 }
@@ -136,20 +149,21 @@ func TestRabbitMQReadyCount(t *testing.T) {
 func TestRabbitMQUnackedFromManagement(t *testing.T) {
 	amqpOnly := open(t, rabbit.URL, broker.Options{})
 	withAPI := open(t, rabbit.URL, broker.Options{ManagementURL: rabbit.ManagementURL})
-	w, err := brokers.StartWorker(t.TempDir(), rabbit.URL, "abusy", 4)
+	busy := queue("abusy")
+	w, err := brokers.StartWorker(t.TempDir(), rabbit.URL, busy, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	send(t, rabbit.URL, "abusy", 10, -1, 60)
+	send(t, rabbit.URL, busy, 10, -1, 60)
 	// The management API's statistics lag by up to 5 s.
-	waitBacklog(t, withAPI, "abusy", func(b broker.Backlog) error {
+	waitBacklog(t, withAPI, busy, func(b broker.Backlog) error {
 		if !b.UnackedKnown || b.Unacked == 0 || b.Total() != 10 {
 			return fmt.Errorf("want 10 in all with some unacknowledged")
 		}
 		return nil
 	})
-	b := waitBacklog(t, amqpOnly, "abusy", func(b broker.Backlog) error {
+	b := waitBacklog(t, amqpOnly, busy, func(b broker.Backlog) error {
 		if b.UnackedKnown || b.Ready >= 10 {
 			return fmt.Errorf("want only the ready messages, unacked unknown")
 		}

@@ -23,19 +23,20 @@ import (
 // is that queue's error; the other queues are still read.
 func TestRedisWrongTypeIsolatesItsQueue(t *testing.T) {
 	c := redisClient(t)
-	if err := c.Set(context.Background(), "broken", "not a list", 0).Err(); err != nil {
+	broken, fine := queue("broken"), queue("fine")
+	if err := c.Set(context.Background(), broken, "not a list", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	send(t, redis.URL, "fine", 3, -1, 1)
+	send(t, redis.URL, fine, 3, -1, 1)
 	p := open(t, redis.URL, broker.Options{})
-	got, err := p.Backlog(context.Background(), []string{"broken", "fine"})
+	got, err := p.Backlog(context.Background(), []string{broken, fine})
 	if err != nil {
 		t.Fatalf("a bad key failed the whole read: %v", err)
 	}
-	if e := got["broken"].Err; e == nil || !strings.Contains(e.Error(), "WRONGTYPE") || !strings.Contains(e.Error(), "broken") {
-		t.Errorf("broken: %+v, want its WRONGTYPE error", got["broken"])
+	if e := got[broken].Err; e == nil || !strings.Contains(e.Error(), "WRONGTYPE") || !strings.Contains(e.Error(), broken) {
+		t.Errorf("broken: %+v, want its WRONGTYPE error", got[broken])
 	}
-	if b := got["fine"]; b.Err != nil || b.Ready != 3 || !b.UnackedKnown {
+	if b := got[fine]; b.Err != nil || b.Ready != 3 || !b.UnackedKnown {
 		t.Errorf("fine: %+v, want 3 ready", b)
 	}
 }
@@ -46,28 +47,29 @@ func TestRedisWrongTypeIsolatesItsQueue(t *testing.T) {
 // zero while work waits).
 func TestRedisKeyPrefixAndUnackedKey(t *testing.T) {
 	transport := map[string]any{"global_keyprefix": "tenant1:", "unacked_key": "tenant-unacked"}
-	w, err := brokers.StartWorkerWith(t.TempDir(), redis.URL, "prefixed", brokers.WorkerOptions{Prefetch: 4, Transport: transport})
+	prefixed := queue("prefixed")
+	w, err := brokers.StartWorkerWith(t.TempDir(), redis.URL, prefixed, brokers.WorkerOptions{Prefetch: 4, Transport: transport})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	if err := brokers.SendTasksWith(transport, redis.URL, "prefixed", "tasks.sleep", 10, -1, 60); err != nil {
+	if err := brokers.SendTasksWith(transport, redis.URL, prefixed, "tasks.sleep", 10, -1, 60); err != nil {
 		t.Fatal(err)
 	}
 	p := open(t, redis.URL, broker.Options{KeyPrefix: "tenant1:", UnackedKey: "tenant-unacked"})
-	waitBacklog(t, p, "prefixed", func(b broker.Backlog) error {
+	waitBacklog(t, p, prefixed, func(b broker.Backlog) error {
 		if b.Unacked == 0 || b.Total() != 10 {
 			return fmt.Errorf("want 10 in all with some reserved by the worker")
 		}
 		return nil
 	})
 	plain := open(t, redis.URL, broker.Options{})
-	got, err := plain.Backlog(context.Background(), []string{"prefixed"})
+	got, err := plain.Backlog(context.Background(), []string{prefixed})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["prefixed"].Total() != 0 {
-		t.Errorf("without the options the queue reads %+v: the test would not tell them apart", got["prefixed"])
+	if got[prefixed].Total() != 0 {
+		t.Errorf("without the options the queue reads %+v: the test would not tell them apart", got[prefixed])
 	}
 }
 
@@ -94,8 +96,9 @@ func TestWorkersFromHeartbeats(t *testing.T) {
 				t.Cleanup(w.Stop)
 				return w
 			}
+			q := queue(b.queue)
 			host := "pool@" + b.name + "-1"
-			w := start(host, b.queue)
+			w := start(host, q)
 			waitWorker(t, p, host, func(w *broker.Worker) error {
 				if w == nil || w.Active != 0 || w.Silent {
 					return fmt.Errorf("want it idle")
@@ -105,7 +108,7 @@ func TestWorkersFromHeartbeats(t *testing.T) {
 				}
 				return nil
 			})
-			send(t, b.url, b.queue, 1, -1, 60)
+			send(t, b.url, q, 1, -1, 60)
 			waitWorker(t, p, host, func(w *broker.Worker) error {
 				if w == nil || w.Active != 1 || w.Silent {
 					return fmt.Errorf("want one task running")
@@ -122,7 +125,7 @@ func TestWorkersFromHeartbeats(t *testing.T) {
 			host2 := "pool@" + b.name + "-2"
 			// Another queue: RabbitMQ gives the killed worker's task
 			// (acks_late) back, and a warm shutdown would wait for it.
-			w2 := start(host2, b.queue+"-2")
+			w2 := start(host2, q+"-2")
 			waitWorker(t, p, host2, func(w *broker.Worker) error {
 				if w == nil || w.Silent {
 					return fmt.Errorf("want it heard")
