@@ -154,7 +154,7 @@ for id in json.loads(sys.argv[1]):
 print(json.dumps(out))
 `, string(spec), strconv.Itoa(db))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %s", err, out)
 	}
 	got := map[string]taskState{}
 	if err := json.Unmarshal([]byte(out), &got); err != nil {
@@ -163,13 +163,21 @@ print(json.dumps(out))
 	return got, nil
 }
 
+// state reads one task's state. A read that fails (kubectl exec into a
+// process pod on a loaded machine) is tried again, never taken for a
+// state: read once as empty, it failed a test with "long-1 is  already
+// when its worker was told to stop".
 func state(t *testing.T, ns string, db int, id string) taskState {
 	t.Helper()
-	got, err := states(t, ns, db, []string{id})
-	if err != nil {
-		t.Logf("read %s: %v", id, err)
-		return taskState{}
-	}
+	var got map[string]taskState
+	testkit.Eventually(t, 30*time.Second, func() error {
+		var err error
+		got, err = states(t, ns, db, []string{id})
+		if err != nil {
+			return fmt.Errorf("read %s: %w", id, err)
+		}
+		return nil
+	})
 	return got[id]
 }
 
