@@ -23,8 +23,10 @@ import (
 // once per App and content while this process runs, and only for an App
 // whose pods carry a hash that is not the current one.
 type earlierHashes struct {
-	api  client.Reader // the API server: values, not digests
-	live client.Reader // the cache (not the client, which reads unstructured objects from the API server), for the App's Deployments
+	api client.Reader // the API server: values, not digests
+	// live is the cache, for the App's Deployments; not op.Client(),
+	// which sends unstructured reads to the API server.
+	live client.Reader
 
 	mu   sync.Mutex
 	seen map[types.UID]earlierHash

@@ -23,7 +23,7 @@ import (
 // Setup registers the App operator's handlers on op, whose scheme must
 // hold the App types (v1alpha1.AddToScheme) besides client-go's.
 func Setup(op *operator.Operator) error {
-	r := &reconciler{c: op.Client(), configReader: op.ConfigReader(), key: op.DigestKey, now: time.Now,
+	r := &reconciler{configReader: op.ConfigReader(), key: op.DigestKey, now: time.Now,
 		earlier: &earlierHashes{api: op.APIReader(), live: op.Manager().GetCache(), seen: map[types.UID]earlierHash{}}}
 	// Through an index: a label-selected List of the cache looks at every
 	// ControllerRevision of the namespace, on each pass of each App
@@ -50,7 +50,6 @@ func Setup(op *operator.Operator) error {
 }
 
 type reconciler struct {
-	c client.Reader
 	// configReader reads ConfigMaps and Secrets as digests
 	// (operator.ConfigReader).
 	configReader client.Reader
