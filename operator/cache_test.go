@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/setpoint-dev/setpoint/operator"
@@ -109,4 +111,87 @@ func TestCachesKeepOnlyWhatSetpointReads(t *testing.T) {
 	if string(storedSecret.Data["password"]) != "hunter2" || configdata.Concealed(storedSecret.Annotations) {
 		t.Errorf("the API server's Secret changed: %q, annotations %v", storedSecret.Data, storedSecret.Annotations)
 	}
+}
+
+// TestOneCachePerKind: every way the library reads a kind shares one
+// cache of it, and so one watch: here Deployments are a handled kind
+// (with a raw event handler), the children of another kind (whose status
+// reads them back), an index, a related kind and a typed read through
+// the operator's client. Each form (typed, unstructured) would otherwise
+// be a watch and a copy of every Deployment of its own.
+func TestOneCachePerKind(t *testing.T) {
+	ns := testkit.Env(t).Namespace(t)
+	installWidgetCRD(t)
+	o := opts(ns)
+	o.Scheme = widgetScheme(t)
+	var watches testkit.WatchCounter
+	handled, raw := newCalls(), newCalls()
+	var byImage *operator.Index[*appsv1.Deployment]
+	r := start(t, watches.Wrap(testkit.Env(t).Config), o, func(op *operator.Operator) {
+		d := operator.Watch[*appsv1.Deployment](op)
+		d.OnCreate(func(ctx context.Context, c *operator.Cause[*appsv1.Deployment]) error {
+			handled.add("create", c.Object.Name)
+			return nil
+		})
+		d.OnEvent(func(ctx context.Context, e operator.Event[*appsv1.Deployment]) error {
+			raw.add("event", e.Object.Name)
+			return nil
+		})
+		byImage = operator.NewIndex(op, "deployment-images", func(d *appsv1.Deployment) []string {
+			var out []string
+			for _, c := range d.Spec.Template.Spec.Containers {
+				out = append(out, c.Image)
+			}
+			return out
+		})
+		w := operator.Watch[*Widget](op)
+		w.Children(func(ctx context.Context, w *Widget) ([]client.Object, error) {
+			return []client.Object{deployment("", w.Name+"-d", int32(w.Spec.Size))}, nil
+		}, &appsv1.Deployment{})
+		w.Status(func(ctx context.Context, w *Widget, children *operator.Observed) (any, error) {
+			d := &appsv1.Deployment{}
+			found, err := children.Get(d, w.Name+"-d")
+			if err != nil || !found || d.Spec.Replicas == nil || *d.Spec.Replicas != int32(w.Spec.Size) {
+				return WidgetStatus{}, err
+			}
+			return WidgetStatus{Children: 1, ObservedGeneration: w.Generation}, nil
+		})
+		operator.WatchRelated(w, func(ctx context.Context, d *appsv1.Deployment) []types.NamespacedName { return nil })
+	})
+	w := &Widget{ObjectMeta: metav1.ObjectMeta{Name: "w", Namespace: ns}}
+	w.Spec.Size = 2
+	wc := widgetClient(t)
+	if err := wc.Create(t.Context(), w); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, wait, func() error {
+		got := &Widget{}
+		if err := wc.Get(t.Context(), client.ObjectKeyFromObject(w), got); err != nil {
+			return err
+		}
+		if got.Status.Children != 1 {
+			return fmt.Errorf("status %+v: the status function has not read its Deployment back", got.Status)
+		}
+		return nil
+	})
+	handled.waitCount(t, "create", 1)
+	if raw.count("event") == 0 {
+		t.Error("the raw event handler of Deployments was not called")
+	}
+	found, err := byImage.Lookup(t.Context(), "busybox")
+	if err != nil || len(found) != 1 || found[0].Name != "w-d" {
+		t.Fatalf("index lookup: %v, %v; want the Deployment w-d", found, err)
+	}
+	if err := r.op.Client().Get(t.Context(), types.NamespacedName{Namespace: ns, Name: "w-d"}, &appsv1.Deployment{}); err != nil {
+		t.Fatal(err)
+	}
+	path := "/apis/apps/v1/namespaces/" + ns + "/deployments"
+	// Polled: a watch the server ends is reopened, and is not counted
+	// for that moment.
+	testkit.Eventually(t, wait, func() error {
+		if n := watches.Open(path); n != 1 {
+			return fmt.Errorf("%d watches of Deployments open, want 1", n)
+		}
+		return nil
+	})
 }

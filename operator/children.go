@@ -112,8 +112,7 @@ func (op *Operator) indexControllers(ctx context.Context, gvk schema.GroupVersio
 	}
 	op.controllerIndexed[gvk] = true
 	op.mu.Unlock()
-	proto := &unstructured.Unstructured{}
-	proto.SetGroupVersionKind(gvk)
+	proto := op.newCached(gvk)
 	err := op.mgr.GetFieldIndexer().IndexField(ctx, proto, controllerIndex, func(o client.Object) []string {
 		if ref := metav1.GetControllerOf(o); ref != nil {
 			return []string{string(ref.UID)}
@@ -149,8 +148,7 @@ func (k *Kind[T]) watchChildren(ctx context.Context, c interface {
 		if err := k.op.indexControllers(ctx, gvk); err != nil {
 			return err
 		}
-		proto := &unstructured.Unstructured{}
-		proto.SetGroupVersionKind(gvk)
+		proto := k.op.newCached(gvk)
 		h := handler.EnqueueRequestForOwner(k.op.opts.Scheme, k.op.mgr.GetRESTMapper(), k.newUnstructured(), handler.OnlyControllerOwner())
 		if err := c.Watch(source.Kind[client.Object](k.op.mgr.GetCache(), proto, h)); err != nil {
 			return fmt.Errorf("watch %s children: %w", gvk.Kind, err)
@@ -161,8 +159,9 @@ func (k *Kind[T]) watchChildren(ctx context.Context, c interface {
 
 // Observed holds a parent's children as they are after a pass.
 type Observed struct {
-	scheme   *runtime.Scheme
-	objs     map[schema.GroupKind]map[string]*unstructured.Unstructured
+	scheme *runtime.Scheme
+	// objs are in their cached form (form.go), or unstructured as applied.
+	objs     map[schema.GroupKind]map[string]client.Object
 	refusals []*childError
 }
 
@@ -184,12 +183,11 @@ func (o *Observed) Refused() (reason, message string) {
 	return reason, strings.Join(msgs, "; ")
 }
 
-func (o *Observed) add(u *unstructured.Unstructured) {
-	gk := u.GroupVersionKind().GroupKind()
+func (o *Observed) add(gk schema.GroupKind, obj client.Object) {
 	if o.objs[gk] == nil {
-		o.objs[gk] = map[string]*unstructured.Unstructured{}
+		o.objs[gk] = map[string]client.Object{}
 	}
-	o.objs[gk][u.GetName()] = u
+	o.objs[gk][obj.GetName()] = obj
 }
 
 // Get fills into (a typed object such as *appsv1.Deployment) with the
@@ -199,14 +197,11 @@ func (o *Observed) Get(into client.Object, name string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	u, ok := o.objs[gvk.GroupKind()][name]
+	obj, ok := o.objs[gvk.GroupKind()][name]
 	if !ok {
 		return false, nil
 	}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
-		return true, fmt.Errorf("decode %s %s: %w", gvk.Kind, name, err)
-	}
-	return true, nil
+	return true, copyInto(obj, into, gvk)
 }
 
 // Len is the number of observed children.
@@ -237,7 +232,7 @@ func (d *dispatcher[T]) converge(ctx context.Context, u *unstructured.Unstructur
 	if err := d.removeEarlier(ctx, u); err != nil {
 		errs = append(errs, err)
 	}
-	observed := &Observed{scheme: k.op.opts.Scheme, objs: map[schema.GroupKind]map[string]*unstructured.Unstructured{}}
+	observed := &Observed{scheme: k.op.opts.Scheme, objs: map[schema.GroupKind]map[string]client.Object{}}
 	wanted := map[schema.GroupKind]map[string]bool{}
 	owned := map[schema.GroupKind]bool{}
 	for _, gvk := range spec.owns {
@@ -268,7 +263,7 @@ func (d *dispatcher[T]) converge(ctx context.Context, u *unstructured.Unstructur
 			continue
 		}
 		if got != nil {
-			observed.add(got)
+			observed.add(gk, got)
 		}
 	}
 	if err := d.prune(ctx, u, wanted); err != nil {
@@ -372,15 +367,14 @@ func controlledBy(o metav1.Object, uid types.UID) bool {
 // drift is reverted: a field someone changed goes back to Setpoint's
 // value, and a field Setpoint no longer declares is removed unless
 // another manager owns it too.
-func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured.Unstructured) (client.Object, error) {
 	k := d.k
 	handOff := takeHandOff(du)
 	if err := d.stampIntent(du); err != nil {
 		return nil, Permanent(fmt.Errorf("child %s %s: %w", du.GetKind(), du.GetName(), err))
 	}
-	live := &unstructured.Unstructured{}
-	live.SetGroupVersionKind(du.GroupVersionKind())
-	// Read only (compared, then handed to Observed, which converts), so
+	live := k.op.newCached(du.GroupVersionKind())
+	// Read only (compared, then handed to Observed, which copies), so
 	// the cache's copy needs no deep copy.
 	err := k.op.mgr.GetCache().Get(ctx, client.ObjectKeyFromObject(du), live, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
@@ -432,7 +426,7 @@ func (d *dispatcher[T]) applyChild(ctx context.Context, parent, du *unstructured
 // this kind and name, which is gone (see leftover.go): its only owner
 // reference is the controller reference of such a parent with another
 // UID. Names are unique, so while this parent exists that one cannot.
-func (d *dispatcher[T]) leftByEarlier(parent, live *unstructured.Unstructured) bool {
+func (d *dispatcher[T]) leftByEarlier(parent *unstructured.Unstructured, live metav1.Object) bool {
 	refs := live.GetOwnerReferences()
 	if len(refs) != 1 || refs[0].Controller == nil || !*refs[0].Controller {
 		return false
@@ -463,7 +457,7 @@ func (d *dispatcher[T]) stampIntent(du *unstructured.Unstructured) error {
 
 // upToDate reports whether live is what applying du would leave: it was
 // applied with this intent, and no field of it has been taken since.
-func (d *dispatcher[T]) upToDate(live, du *unstructured.Unstructured) bool {
+func (d *dispatcher[T]) upToDate(live client.Object, du *unstructured.Unstructured) bool {
 	key := d.k.op.keys.applied()
 	if live.GetAnnotations()[key] != du.GetAnnotations()[key] {
 		return false
@@ -547,7 +541,14 @@ func takeHandOff(du *unstructured.Unstructured) [][]string {
 // handOff gives the fields in paths that du leaves out, and that
 // Setpoint's manager owns in live, to the hand-off manager with their
 // live values, before du is applied without them.
-func (d *dispatcher[T]) handOff(ctx context.Context, live, du *unstructured.Unstructured, paths [][]string) error {
+func (d *dispatcher[T]) handOff(ctx context.Context, cached client.Object, du *unstructured.Unstructured, paths [][]string) error {
+	if len(paths) == 0 {
+		return nil
+	}
+	live, err := asUnstructured(cached, du.GroupVersionKind())
+	if err != nil {
+		return err
+	}
 	fields := appliedFields(live, d.k.op.opts.Name)
 	keep := &unstructured.Unstructured{Object: map[string]any{}}
 	keep.SetGroupVersionKind(du.GroupVersionKind())
@@ -570,7 +571,7 @@ func (d *dispatcher[T]) handOff(ctx context.Context, live, du *unstructured.Unst
 	if !any {
 		return nil
 	}
-	err := d.k.op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(keep), client.FieldOwner(d.k.op.opts.Name+"-handoff"), client.ForceOwnership)
+	err = d.k.op.mgr.GetClient().Apply(ctx, client.ApplyConfigurationFromUnstructured(keep), client.FieldOwner(d.k.op.opts.Name+"-handoff"), client.ForceOwnership)
 	if err != nil {
 		return fmt.Errorf("hand off fields of %s %s/%s: %w", du.GetKind(), du.GetNamespace(), du.GetName(), err)
 	}
@@ -664,16 +665,19 @@ func (d *dispatcher[T]) prune(ctx context.Context, parent *unstructured.Unstruct
 	k := d.k
 	var errs []error
 	for _, gvk := range k.children.owns {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		list := k.op.newCachedList(gvk)
 		// Read only: the cache's objects need no copy.
 		if err := k.op.mgr.GetCache().List(ctx, list, client.InNamespace(parent.GetNamespace()),
 			client.MatchingFields{controllerIndex: string(parent.GetUID())}, client.UnsafeDisableDeepCopy); err != nil {
 			errs = append(errs, fmt.Errorf("list %s children: %w", gvk.Kind, err))
 			continue
 		}
-		for i := range list.Items {
-			c := &list.Items[i]
+		items, err := cachedItems(list)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list %s children: %w", gvk.Kind, err))
+			continue
+		}
+		for _, c := range items {
 			if wanted[gvk.GroupKind()][c.GetName()] || !controlledBy(c, parent.GetUID()) || c.GetDeletionTimestamp() != nil {
 				continue
 			}

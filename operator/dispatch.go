@@ -34,8 +34,8 @@ func (d *dispatcher[T]) Reconcile(ctx context.Context, req reconcile.Request) (r
 
 func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	k := d.k
-	u := k.newUnstructured()
-	if err := k.op.mgr.GetCache().Get(ctx, req.NamespacedName, u); err != nil {
+	u, err := k.read(ctx, k.op.mgr.GetCache(), req.NamespacedName)
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			k.tasks.stop(req.NamespacedName)
 			k.unstored.forget(req.NamespacedName)

@@ -19,9 +19,9 @@ import (
 //	...
 //	deployments, err := users.Lookup(ctx, cm.Namespace+"/"+cm.Name)
 //
-// The index lives on the same cache as Watch (objects kept as
-// unstructured), so indexing a kind that is also watched does not cache
-// it a second time.
+// The index lives on the same cache as Watch and Children (each kind in
+// one form, see form.go), so indexing a kind that is also watched does
+// not cache it a second time.
 type Index[T client.Object] struct {
 	op    *Operator
 	field string
@@ -40,24 +40,32 @@ func NewIndex[T client.Object](op *Operator, name string, keys func(T) []string)
 	return ix
 }
 
-func (ix *Index[T]) proto() client.Object {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(ix.gvk)
-	return u
-}
+func (ix *Index[T]) proto() client.Object { return ix.op.newCached(ix.gvk) }
 
-func (ix *Index[T]) decode(u *unstructured.Unstructured) (T, bool) {
+// decode returns o, an object of the cache, as T; a copy when copied
+// (and only a copy is written to: o may be the cache's own).
+func (ix *Index[T]) decode(o client.Object, copied bool) (T, bool) {
+	if t, ok := o.(T); ok {
+		if copied {
+			t = t.DeepCopyObject().(T)
+			t.GetObjectKind().SetGroupVersionKind(ix.gvk)
+		}
+		return t, true
+	}
+	u, ok := o.(*unstructured.Unstructured)
+	if !ok {
+		var zero T
+		return zero, false
+	}
 	t, err := decodeAs(u, ix.newT, ix.gvk)
 	return t, err == nil
 }
 
 func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {
 	err := op.mgr.GetFieldIndexer().IndexField(ctx, ix.proto(), ix.field, func(o client.Object) []string {
-		u, ok := o.(*unstructured.Unstructured)
-		if !ok {
-			return nil
-		}
-		t, ok := ix.decode(u)
+		// The cache's own object, read only (controller-runtime's
+		// convention for index functions): not copied.
+		t, ok := ix.decode(o, false)
 		if !ok {
 			return nil
 		}
@@ -72,14 +80,18 @@ func (ix *Index[T]) setup(ctx context.Context, op *Operator) error {
 
 // Lookup returns the objects indexed under key.
 func (ix *Index[T]) Lookup(ctx context.Context, key string) ([]T, error) {
-	list := &unstructured.UnstructuredList{}
-	list.SetGroupVersionKind(ix.gvk.GroupVersion().WithKind(ix.gvk.Kind + "List"))
+	list := ix.op.newCachedList(ix.gvk)
 	if err := ix.op.mgr.GetCache().List(ctx, list, client.MatchingFields{ix.field: key}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("index %s lookup %q: %w", ix.field, key, err)
 	}
-	out := make([]T, 0, len(list.Items))
-	for i := range list.Items {
-		if t, ok := ix.decode(&list.Items[i]); ok {
+	items, err := cachedItems(list)
+	if err != nil {
+		return nil, fmt.Errorf("index %s lookup %q: %w", ix.field, key, err)
+	}
+	out := make([]T, 0, len(items))
+	for _, o := range items {
+		// Not the caller's to change: the list holds the cache's objects.
+		if t, ok := ix.decode(o, true); ok {
 			out = append(out, t)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -47,25 +48,34 @@ const ReasonChildLeftOver = "ChildLeftOver"
 
 // leftovers lists the children controlled by a parent of this kind
 // named key whose UID is not current ("" when no such parent exists).
-func (d *dispatcher[T]) leftovers(ctx context.Context, key types.NamespacedName, current types.UID) ([]*unstructured.Unstructured, error) {
+func (d *dispatcher[T]) leftovers(ctx context.Context, key types.NamespacedName, current types.UID) ([]leftover, error) {
 	k := d.k
-	var out []*unstructured.Unstructured
+	var out []leftover
 	for _, gvk := range k.children.owns {
-		list := &unstructured.UnstructuredList{}
-		list.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		list := k.op.newCachedList(gvk)
 		if err := k.op.mgr.GetCache().List(ctx, list, client.InNamespace(key.Namespace),
 			client.MatchingFields{controllerNameIndex: controllerName(k.gvk.Group, k.gvk.Kind, key.Name)}); err != nil {
 			return nil, fmt.Errorf("list %s children of %s: %w", gvk.Kind, key, err)
 		}
-		for i := range list.Items {
-			c := &list.Items[i]
+		items, err := cachedItems(list)
+		if err != nil {
+			return nil, fmt.Errorf("list %s children of %s: %w", gvk.Kind, key, err)
+		}
+		for _, c := range items {
 			refs := c.GetOwnerReferences()
 			if c.GetDeletionTimestamp() == nil && len(refs) == 1 && refs[0].UID != current {
-				out = append(out, c)
+				out = append(out, leftover{gvk: gvk, obj: c})
 			}
 		}
 	}
 	return out, nil
+}
+
+// leftover is a child left by an earlier parent, of kind gvk (a typed
+// object from the cache does not carry its kind).
+type leftover struct {
+	gvk schema.GroupVersionKind
+	obj client.Object
 }
 
 // removeEarlier deletes the children of an earlier parent of u's name.
@@ -112,7 +122,7 @@ func (d *dispatcher[T]) sweepGone(ctx context.Context, key types.NamespacedName)
 	}
 	var errs []error
 	for _, c := range found {
-		if live != nil && live.GetUID() == c.GetOwnerReferences()[0].UID {
+		if live != nil && live.GetUID() == c.obj.GetOwnerReferences()[0].UID {
 			continue // its parent is there after all
 		}
 		if err := d.removeLeftover(ctx, live, c); err != nil {
@@ -126,18 +136,19 @@ func (d *dispatcher[T]) sweepGone(ctx context.Context, key types.NamespacedName)
 // removeLeftover deletes a child left by an earlier parent, on the
 // condition that it is still the copy judged. parent, the parent that
 // has the name now, gets an Event; nil if none.
-func (d *dispatcher[T]) removeLeftover(ctx context.Context, parent, c *unstructured.Unstructured) error {
+func (d *dispatcher[T]) removeLeftover(ctx context.Context, parent *unstructured.Unstructured, l leftover) error {
 	k := d.k
+	c := l.obj
 	uid, rv := c.GetUID(), c.GetResourceVersion()
 	victim := &unstructured.Unstructured{}
-	victim.SetGroupVersionKind(c.GroupVersionKind())
+	victim.SetGroupVersionKind(l.gvk)
 	victim.SetNamespace(c.GetNamespace())
 	victim.SetName(c.GetName())
 	err := k.op.mgr.GetClient().Delete(ctx, victim, client.Preconditions{UID: &uid, ResourceVersion: &rv}, client.PropagationPolicy(metav1.DeletePropagationBackground))
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
 		return nil // gone already, or changed: the next pass looks again
 	}
-	what := fmt.Sprintf("%s %s", c.GetKind(), c.GetName())
+	what := fmt.Sprintf("%s %s", l.gvk.Kind, c.GetName())
 	earlier := c.GetOwnerReferences()[0]
 	if err != nil {
 		return fmt.Errorf("delete %s left by %s %s (uid %s): %w", what, earlier.Kind, earlier.Name, earlier.UID, err)

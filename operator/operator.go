@@ -128,6 +128,8 @@ type Operator struct {
 	watched []func() client.Object // prototypes of watched kinds, for readiness
 	// watchErrs are the watches failing now, for readiness.
 	watchErrs watchFailures
+	// forms memoizes typedForm (form.go) per kind.
+	forms sync.Map
 	// controllerIndexed lists the child kinds indexed by controller UID.
 	controllerIndexed map[schema.GroupVersionKind]bool
 	webhooks          *webhookServer // nil without Options.Webhooks

@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // How a pass decides that a child needs no apply, exactly and without a
@@ -49,7 +50,11 @@ func ownApply(manager, entryManager, operation, subresource string) bool {
 
 // appliedFields returns the fieldsV1 of manager's Apply entry for the
 // main resource (not a subresource), or nil if it has none.
-func appliedFields(live *unstructured.Unstructured, manager string) map[string]any {
+func appliedFields(obj client.Object, manager string) map[string]any {
+	live, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return typedAppliedFields(obj, manager)
+	}
 	// No copy: live may be the cache's own object, and is only read.
 	v, _, _ := unstructured.NestedFieldNoCopy(live.Object, "metadata", "managedFields")
 	entries, _ := v.([]any)
@@ -72,6 +77,25 @@ func appliedFields(live *unstructured.Unstructured, manager string) map[string]a
 			// The cache's compact form (lean.go). Text that does not
 			// parse leaves an empty set: the child is applied again.
 			if err := json.Unmarshal([]byte(text), &f); err != nil {
+				f = map[string]any{}
+			}
+		}
+		return f
+	}
+	return nil
+}
+
+// typedAppliedFields is appliedFields for a typed object, whose field
+// sets are kept as JSON text (metav1.FieldsV1), the compact form.
+func typedAppliedFields(obj client.Object, manager string) map[string]any {
+	for _, e := range obj.GetManagedFields() {
+		if !ownApply(manager, e.Manager, string(e.Operation), e.Subresource) {
+			continue
+		}
+		f := map[string]any{}
+		if e.FieldsV1 != nil {
+			// Text that does not parse leaves an empty set, as above.
+			if err := json.Unmarshal(e.FieldsV1.Raw, &f); err != nil {
 				f = map[string]any{}
 			}
 		}

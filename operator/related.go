@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,7 +36,13 @@ func WatchRelated[R client.Object, T client.Object](k *Kind[T], fn func(ctx cont
 	k.related = append(k.related, func(c controller.Controller) error {
 		h := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			r, ok := o.(R)
-			if !ok {
+			if u, isU := o.(*unstructured.Unstructured); isU && !ok {
+				// A kind the caches keep unstructured (form.go).
+				var err error
+				if r, err = decodeAs(u, newR, gvk); err != nil {
+					return nil
+				}
+			} else if !ok {
 				return nil
 			}
 			var reqs []reconcile.Request
@@ -44,7 +51,7 @@ func WatchRelated[R client.Object, T client.Object](k *Kind[T], fn func(ctx cont
 			}
 			return reqs
 		})
-		if err := c.Watch(source.Kind[client.Object](k.op.mgr.GetCache(), newR(), h)); err != nil {
+		if err := c.Watch(source.Kind[client.Object](k.op.mgr.GetCache(), k.op.newCached(gvk), h)); err != nil {
 			return fmt.Errorf("watch related %s: %w", gvk.Kind, err)
 		}
 		return nil

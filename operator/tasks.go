@@ -196,9 +196,9 @@ func (t *tasks[T]) stopAll() {
 
 // current reads the object from the cache, as it is now.
 func (t *tasks[T]) current(ctx context.Context, key types.NamespacedName) (*unstructured.Unstructured, T, error) {
-	u := t.k.newUnstructured()
 	var zero T
-	if err := t.k.op.mgr.GetCache().Get(ctx, key, u); err != nil {
+	u, err := t.k.read(ctx, t.k.op.mgr.GetCache(), key)
+	if err != nil {
 		return nil, zero, err
 	}
 	obj, err := t.k.decode(u)
@@ -300,7 +300,7 @@ func (t *tasks[T]) invoke(ctx context.Context, u *unstructured.Unstructured, id 
 }
 
 // deleted is called from the watch when an object is gone from the API.
-func (k *Kind[T]) deleted(ctx context.Context, u *unstructured.Unstructured) {
+func (k *Kind[T]) deleted(ctx context.Context, u client.Object) {
 	key := types.NamespacedName{Namespace: u.GetNamespace(), Name: u.GetName()}
 	k.tasks.stop(key)
 	k.resumed.Delete(u.GetUID())
@@ -313,7 +313,7 @@ func (k *Kind[T]) deleted(ctx context.Context, u *unstructured.Unstructured) {
 // optionalDeletes runs the optional delete handlers once per object, best
 // effort: there is no finalizer, so the object may be gone already and
 // progress lives only in memory.
-func (k *Kind[T]) optionalDeletes(ctx context.Context, u *unstructured.Unstructured) {
+func (k *Kind[T]) optionalDeletes(ctx context.Context, o client.Object) {
 	var due []*changeHandler[T]
 	for _, h := range k.handlers {
 		if h.reason == Delete && h.cfg.optional {
@@ -324,8 +324,16 @@ func (k *Kind[T]) optionalDeletes(ctx context.Context, u *unstructured.Unstructu
 		// With a finalizer, optional handlers run in the delete flow.
 		return
 	}
-	if _, done := k.optionalDone.LoadOrStore(u.GetUID(), struct{}{}); done {
+	if _, done := k.optionalDone.LoadOrStore(o.GetUID(), struct{}{}); done {
 		return
+	}
+	u, err := asUnstructured(o, k.gvk)
+	if err != nil {
+		return
+	}
+	if u == o {
+		// The cache's own: the handlers run after it may change.
+		u = u.DeepCopy()
 	}
 	obj, err := k.decode(u)
 	if err != nil {

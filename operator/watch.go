@@ -29,7 +29,7 @@ import (
 type WatchOption func(*watchConfig)
 
 type watchConfig struct {
-	filters []func(*unstructured.Unstructured) bool
+	filters []func(client.Object) bool
 	preds   []any // func(T) bool, applied after decoding
 }
 
@@ -37,7 +37,7 @@ type watchConfig struct {
 // values.
 func Labels(want map[string]string) WatchOption {
 	return func(c *watchConfig) {
-		c.filters = append(c.filters, func(u *unstructured.Unstructured) bool {
+		c.filters = append(c.filters, func(u client.Object) bool {
 			l := u.GetLabels()
 			for k, v := range want {
 				if got, ok := l[k]; !ok || got != v {
@@ -68,7 +68,7 @@ func Value(v string) AnnotationMatch { return AnnotationMatch{present: true, val
 // Annotation handles only objects whose annotation key matches m.
 func Annotation(key string, m AnnotationMatch) WatchOption {
 	return func(c *watchConfig) {
-		c.filters = append(c.filters, func(u *unstructured.Unstructured) bool {
+		c.filters = append(c.filters, func(u client.Object) bool {
 			v, ok := u.GetAnnotations()[key]
 			if ok != m.present {
 				return false
@@ -235,7 +235,7 @@ func (k *Kind[T]) needsFinalizer() bool {
 	return false
 }
 
-func (k *Kind[T]) matches(u *unstructured.Unstructured) bool {
+func (k *Kind[T]) matches(u client.Object) bool {
 	for _, f := range k.cfg.filters {
 		if !f(u) {
 			return false
@@ -273,6 +273,34 @@ func (k *Kind[T]) newUnstructured() *unstructured.Unstructured {
 	return u
 }
 
+// newCached returns an empty object of the kind in its cached form
+// (form.go).
+func (k *Kind[T]) newCached() client.Object { return k.op.newCached(k.gvk) }
+
+// read gets the object key from r (the cache, or the API server), as
+// unstructured: passes keep their books on maps, whatever the form the
+// cache keeps the kind in. The object is the caller's own.
+func (k *Kind[T]) read(ctx context.Context, r client.Reader, key types.NamespacedName) (*unstructured.Unstructured, error) {
+	o := k.newCached()
+	if err := r.Get(ctx, key, o); err != nil {
+		return nil, err
+	}
+	return asUnstructured(o, k.gvk)
+}
+
+// fromCached returns a copy of o, an object of the kind from the cache
+// (an event's), as T.
+func (k *Kind[T]) fromCached(o client.Object) (T, error) {
+	if u, ok := o.(*unstructured.Unstructured); ok {
+		return k.decode(u)
+	}
+	obj := k.newT()
+	if err := copyInto(o, obj, k.gvk); err != nil {
+		return obj, err
+	}
+	return obj, nil
+}
+
 func (k *Kind[T]) logger() logr.Logger {
 	return k.op.log.WithValues("kind", k.gvk.Kind)
 }
@@ -300,7 +328,7 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 	if err != nil {
 		return fmt.Errorf("controller for %s: %w", k.gvk.Kind, err)
 	}
-	src := source.Kind[client.Object](op.mgr.GetCache(), k.newUnstructured(), &watchHandler[T]{k: k})
+	src := source.Kind[client.Object](op.mgr.GetCache(), k.newCached(), &watchHandler[T]{k: k})
 	if err := c.Watch(src); err != nil {
 		return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
 	}
@@ -312,7 +340,7 @@ func (k *Kind[T]) setup(ctx context.Context, op *Operator) error {
 			return err
 		}
 	}
-	op.watch(func() client.Object { return k.newUnstructured() })
+	op.watch(k.newCached)
 	return k.tasks.setup(op)
 }
 
@@ -330,7 +358,7 @@ func (h *watchHandler[T]) enqueue(q workqueue.TypedRateLimitingInterface[reconci
 func (h *watchHandler[T]) Create(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	h.raw(ctx, Added, e.Object)
 	h.k.tasks.touched(e.Object)
-	if h.k.matches(e.Object.(*unstructured.Unstructured)) {
+	if h.k.matches(e.Object) {
 		h.enqueue(q, e.Object)
 	}
 }
@@ -340,16 +368,15 @@ func (h *watchHandler[T]) Update(ctx context.Context, e event.UpdateEvent, q wor
 	if len(h.k.timers) > 0 && changedEssence(e.ObjectOld, e.ObjectNew) {
 		h.k.tasks.touched(e.ObjectNew) // only idle timers need to know
 	}
-	if h.k.matches(e.ObjectNew.(*unstructured.Unstructured)) || h.k.matches(e.ObjectOld.(*unstructured.Unstructured)) {
+	if h.k.matches(e.ObjectNew) || h.k.matches(e.ObjectOld) {
 		h.enqueue(q, e.ObjectNew)
 	}
 }
 
 func (h *watchHandler[T]) Delete(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
 	h.raw(ctx, Deleted, e.Object)
-	u, ok := e.Object.(*unstructured.Unstructured)
-	if ok && h.k.matches(u) {
-		h.k.deleted(ctx, u)
+	if h.k.matches(e.Object) {
+		h.k.deleted(ctx, e.Object)
 	}
 	h.enqueue(q, e.Object)
 }
@@ -365,11 +392,10 @@ func (h *watchHandler[T]) raw(ctx context.Context, typ EventType, o client.Objec
 	if len(fns) == 0 {
 		return
 	}
-	u, ok := o.(*unstructured.Unstructured)
-	if !ok || !h.k.matches(u) {
+	if !h.k.matches(o) {
 		return
 	}
-	obj, err := h.k.decode(u)
+	obj, err := h.k.fromCached(o)
 	if err != nil || !h.k.predicatesMatch(obj) {
 		return
 	}
@@ -425,21 +451,21 @@ func userAnnotations(o client.Object) map[string]string {
 // pass's bookkeeping): while the cache is behind that, Get reads from the
 // API server.
 func (k *Kind[T]) Get(ctx context.Context, key types.NamespacedName) (T, error) {
-	u := k.newUnstructured()
-	if err := k.op.mgr.GetCache().Get(ctx, key, u); err != nil {
+	o := k.newCached()
+	if err := k.op.mgr.GetCache().Get(ctx, key, o); err != nil {
 		var zero T
 		return zero, err
 	}
-	if k.fresh.behind(u.GetUID(), u.GetResourceVersion()) {
+	if k.fresh.behind(o.GetUID(), o.GetResourceVersion()) {
 		// The cache has not seen this operator's own last write yet: a
 		// caller deciding from it would undo or skip that write.
-		u = k.newUnstructured()
-		if err := k.op.mgr.GetAPIReader().Get(ctx, key, u); err != nil {
+		o = k.newCached()
+		if err := k.op.mgr.GetAPIReader().Get(ctx, key, o); err != nil {
 			var zero T
 			return zero, err
 		}
 	}
-	return k.decode(u)
+	return k.fromCached(o)
 }
 
 // checkStatusSubresource refuses a kind that has a Status function but

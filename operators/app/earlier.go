@@ -2,12 +2,10 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,13 +71,12 @@ func (e *earlierHashes) keep(ctx context.Context, app *v1alpha1.App, key configd
 }
 
 // carried is the config hash on the pod template of the App's first
-// Deployment found in the cache ("" when none is). It reads them
-// unstructured, as the App's children are watched: a typed read would
-// start a second cache of every Deployment.
+// Deployment found in the cache ("" when none is). The read is typed, the
+// form Setpoint's caches keep Kubernetes' own kinds in, so it shares the
+// cache the App's children are watched through.
 func (e *earlierHashes) carried(ctx context.Context, app *v1alpha1.App) (string, error) {
 	for _, p := range app.Spec.Processes {
-		d := &unstructured.Unstructured{}
-		d.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind("Deployment"))
+		d := &appsv1.Deployment{}
 		err := e.live.Get(ctx, types.NamespacedName{Namespace: app.Namespace, Name: ProcessName(app, p.Name)}, d)
 		if apierrors.IsNotFound(err) {
 			continue
@@ -87,11 +84,7 @@ func (e *earlierHashes) carried(ctx context.Context, app *v1alpha1.App) (string,
 		if err != nil {
 			return "", err
 		}
-		hash, _, err := unstructured.NestedString(d.Object, "spec", "template", "metadata", "annotations", AnnotationConfigHash)
-		if err != nil {
-			return "", fmt.Errorf("deployment %s: %w", d.GetName(), err)
-		}
-		return hash, nil
+		return d.Spec.Template.Annotations[AnnotationConfigHash], nil
 	}
 	return "", nil
 }
