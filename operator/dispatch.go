@@ -78,16 +78,28 @@ func (d *dispatcher[T]) reconcile(ctx context.Context, req reconcile.Request) (r
 	has := slices.Contains(u.GetFinalizers(), fin)
 	switch need := k.needsFinalizer(); {
 	case need && !has:
-		if u, err = d.finalizer(ctx, u, true); err != nil {
+		var gone bool
+		if u, gone, err = d.finalizer(ctx, u, true); err != nil {
 			return reconcile.Result{}, err
+		} else if gone {
+			// Deleted before it had the finalizer: Kubernetes has let it
+			// go, so no delete handler can run for it, and no other
+			// handler may either (a create handler would make what no
+			// delete handler cleans up).
+			k.tasks.stop(req.NamespacedName)
+			return reconcile.Result{}, nil
 		}
 		if obj, err = k.decode(u); err != nil {
 			return reconcile.Result{}, fmt.Errorf("decode %s: %w", req.NamespacedName, err)
 		}
 	case !need && has:
 		// A delete handler was removed from the operator: let go.
-		if u, err = d.finalizer(ctx, u, false); err != nil {
+		var gone bool
+		if u, gone, err = d.finalizer(ctx, u, false); err != nil {
 			return reconcile.Result{}, err
+		} else if gone {
+			k.tasks.stop(req.NamespacedName)
+			return reconcile.Result{}, nil
 		}
 	}
 	k.tasks.ensure(u)
@@ -112,7 +124,7 @@ func (d *dispatcher[T]) release(ctx context.Context, u *unstructured.Unstructure
 	if !d.k.needsFinalizer() || !slices.Contains(u.GetFinalizers(), d.k.op.keys.finalizer()) {
 		return nil
 	}
-	if _, err := d.finalizer(ctx, u, false); err != nil {
+	if _, gone, err := d.finalizer(ctx, u, false); err != nil || gone {
 		return err
 	}
 	if u.GetDeletionTimestamp() != nil {
@@ -494,7 +506,7 @@ func (d *dispatcher[T]) deleting(ctx context.Context, u *unstructured.Unstructur
 	p := &metaPatch{}
 	p.setAnnotation(k.op.keys.progress(), prog.encode())
 	if next.IsZero() && allFinished(f.due, prog) {
-		if _, err := d.finalizer(ctx, u, false); err != nil {
+		if _, _, err := d.finalizer(ctx, u, false); err != nil {
 			// Keep the handlers' success, so the retry of this pass
 			// does not run them again.
 			return reconcile.Result{}, errors.Join(err, d.apply(ctx, u, p))
@@ -559,8 +571,8 @@ func (d *dispatcher[T]) unstorable(u *unstructured.Unstructured, p *metaPatch) {
 func (d *dispatcher[T]) patch(ctx context.Context, u *unstructured.Unstructured, pt types.PatchType, data []byte) error {
 	err := d.k.op.mgr.GetClient().Patch(ctx, u, client.RawPatch(pt, data), client.FieldOwner(d.k.op.opts.Name))
 	switch {
-	case apierrors.IsNotFound(err):
-		return nil
+	case apierrors.IsNotFound(err), replaced(err):
+		return nil // gone: there is nothing of it to keep books on
 	case err != nil:
 		return fmt.Errorf("patch %s %s/%s: %w", d.k.gvk.Kind, u.GetNamespace(), u.GetName(), err)
 	}
@@ -568,27 +580,56 @@ func (d *dispatcher[T]) patch(ctx context.Context, u *unstructured.Unstructured,
 	return nil
 }
 
+// replaced reports whether a patch carrying the UID of the object read
+// (metaPatch.annotations) was refused because the name now holds
+// another object: the one read is gone.
+func replaced(err error) bool {
+	var status apierrors.APIStatus
+	if !apierrors.IsInvalid(err) || !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	for _, c := range status.Status().Details.Causes {
+		if c.Field == "metadata.uid" {
+			return true
+		}
+	}
+	return false
+}
+
 // finalizer adds or removes our finalizer. The finalizer list is shared,
 // so the patch is guarded by resourceVersion; on a conflict the object is
-// read afresh from the API server and the change tried again.
-func (d *dispatcher[T]) finalizer(ctx context.Context, u *unstructured.Unstructured, add bool) (*unstructured.Unstructured, error) {
+// read afresh from the API server and the change tried again. gone
+// reports that the object is no longer there (deleted, or its name now
+// holds another object, whose finalizer is not this pass's to change).
+func (d *dispatcher[T]) finalizer(ctx context.Context, u *unstructured.Unstructured, add bool) (_ *unstructured.Unstructured, gone bool, _ error) {
 	p := &metaPatch{finalizer: d.k.op.keys.finalizer(), addFin: add, removeFin: !add}
 	var err error
 	for range 5 {
-		if err = d.apply(ctx, u, p); err == nil {
-			return u, nil
+		data := p.finalizers(u)
+		if data == nil {
+			return u, false, nil
 		}
-		if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
-			return u, err
+		err = d.k.op.mgr.GetClient().Patch(ctx, u, client.RawPatch(types.JSONPatchType, data), client.FieldOwner(d.k.op.opts.Name))
+		switch {
+		case err == nil:
+			d.k.fresh.wrote(u.GetUID(), u.GetResourceVersion())
+			return u, false, nil
+		case apierrors.IsNotFound(err):
+			return u, true, nil
+		case !apierrors.IsInvalid(err) && !apierrors.IsConflict(err):
+			return u, false, fmt.Errorf("patch %s %s/%s: %w", d.k.gvk.Kind, u.GetNamespace(), u.GetName(), err)
 		}
 		fresh := d.k.newUnstructured()
 		if gerr := d.k.op.mgr.GetAPIReader().Get(ctx, client.ObjectKeyFromObject(u), fresh); gerr != nil {
 			if apierrors.IsNotFound(gerr) {
-				return u, nil
+				return u, true, nil
 			}
-			return u, fmt.Errorf("re-read %s/%s: %w", u.GetNamespace(), u.GetName(), gerr)
+			return u, false, fmt.Errorf("re-read %s/%s: %w", u.GetNamespace(), u.GetName(), gerr)
+		}
+		if fresh.GetUID() != u.GetUID() {
+			return u, true, nil
 		}
 		u = fresh
 	}
-	return u, fmt.Errorf("update finalizer of %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+	return u, false, fmt.Errorf("update finalizer of %s/%s: %w", u.GetNamespace(), u.GetName(), err)
 }

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -42,7 +45,9 @@ func runKillHelper() int {
 	// new leader take minutes over 500 Widgets.
 	cfg.QPS, cfg.Burst = 1000, 2000
 	ns := os.Getenv(killHelperEnv)
-	op, err := operator.New(cfg, operator.Options{
+	// Its log goes to the supervisor, which shows it when the test fails.
+	log := logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, nil))
+	op, err := operator.New(cfg, operator.Options{Logger: &log,
 		Name: "kill-" + ns, Namespaces: []string{ns}, Scheme: widgetScheme(&testing.T{}), MetricsAddr: "0", ProbeAddr: "0",
 		// Short timings, so 100 kills fit in make chaos.
 		LeaderElection: &operator.LeaderElection{Namespace: ns, LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond},
@@ -58,7 +63,7 @@ func runKillHelper() int {
 		}
 		defer f.Close()
 		// One write per line: appends of a few bytes are not interleaved.
-		_, err = fmt.Fprintf(f, "%d %s %s %d\n", os.Getpid(), w.UID, handler, w.Generation)
+		_, err = fmt.Fprintf(f, "%d %s %s %d %s\n", os.Getpid(), w.UID, handler, w.Generation, w.Name)
 		return err
 	}
 	w := operator.Watch[*Widget](op)
@@ -219,13 +224,16 @@ func checkHandlerLog(t *testing.T, ns, path string, s *testkit.Supervisor) (lost
 	runs := map[string][]int{} // "uid handler gen" -> pids in order
 	seen := map[string]bool{}  // uids with a create run
 	deleted := map[string]bool{}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+	names := map[string]string{} // uid -> name
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	for _, line := range lines {
 		f := strings.Fields(line)
-		if len(f) != 4 {
+		if len(f) != 5 {
 			t.Fatalf("bad log line %q", line)
 		}
 		pid, _ := strconv.Atoi(f[0])
-		key := strings.Join(f[1:], " ")
+		names[f[1]] = f[4]
+		key := strings.Join(f[1:4], " ")
 		if f[2] == "create" || f[2] == "delete" {
 			key = f[1] + " " + f[2] // once per Widget, whatever its generation then
 		}
@@ -246,17 +254,26 @@ func checkHandlerLog(t *testing.T, ns, path string, s *testkit.Supervisor) (lost
 		t.Fatal(err)
 	}
 	live := map[string]bool{}
+	var lostNames []string
 	for _, w := range list.Items {
 		live[string(w.UID)] = true
 		if !seen[string(w.UID)] {
 			lost++
+			lostNames = append(lostNames, w.Name)
 			t.Errorf("%s (%s): its create handler never ran", w.Name, w.UID)
 		}
 	}
 	for uid := range seen {
 		if !live[uid] && !deleted[uid] {
 			lost++
-			t.Errorf("Widget %s was deleted and its delete handler never ran", uid)
+			lostNames = append(lostNames, names[uid])
+			t.Errorf("Widget %s (%s) was deleted and its delete handler never ran", names[uid], uid)
+		}
+	}
+	for _, line := range lines {
+		// What the handlers did to the Widgets of those names, in order.
+		if f := strings.Fields(line); slices.Contains(lostNames, f[4]) {
+			t.Logf("handler log: %s", line)
 		}
 	}
 	t.Logf("handler log: %d runs of %d changes; %d Widgets seen, %d live", len(strings.Split(strings.TrimSpace(string(data)), "\n")), len(runs), len(seen), len(live))

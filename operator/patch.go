@@ -38,7 +38,10 @@ type jsonOp struct {
 // annotations returns a JSON merge patch of our annotations, or nil when
 // nothing would change. A merge patch never fails on a key that is
 // already gone, so a slightly stale view of the object is harmless; only
-// we write these keys.
+// we write these keys. It carries u's UID, which the API server refuses
+// to change: a patch addressed by name must not land on another object
+// of the name, made since u was read (its diff base or progress would
+// skip the new object's create handler, or its delete handler).
 func (p *metaPatch) annotations(u *unstructured.Unstructured) []byte {
 	ann := u.GetAnnotations()
 	changed := map[string]any{}
@@ -55,7 +58,11 @@ func (p *metaPatch) annotations(u *unstructured.Unstructured) []byte {
 	if len(changed) == 0 {
 		return nil
 	}
-	b, _ := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": changed}})
+	md := map[string]any{"annotations": changed}
+	if uid := u.GetUID(); uid != "" {
+		md["uid"] = uid
+	}
+	b, _ := json.Marshal(map[string]any{"metadata": md})
 	return b
 }
 
