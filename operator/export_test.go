@@ -29,3 +29,6 @@ func SetFinalizer[T client.Object](ctx context.Context, k *Kind[T], u *unstructu
 	_, gone, err = (&dispatcher[T]{k: k}).finalizer(ctx, u, add)
 	return gone, err
 }
+
+// LeanUnstructured is the caches' transform of an unstructured object.
+var LeanUnstructured = leanUnstructured
